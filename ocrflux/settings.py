@@ -1,0 +1,118 @@
+"""All configuration, read once from the environment (and an optional .env file)."""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import cached_property
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every knob of the gateway; names are the environment variables, upper-cased."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    # --- serving -----------------------------------------------------------------------
+    api_host: str = Field("0.0.0.0", description="Address uvicorn binds to.")
+    api_port: int = Field(8000, ge=1, le=65535, description="Port uvicorn listens on.")
+    debug: bool = Field(False, description="Debug logging (never logs image bodies or keys).")
+    api_keys: CommaList = Field(
+        default_factory=list,
+        description="Comma-separated keys; when set, /v1/* needs `Authorization: Bearer <key>`.",
+    )
+    max_request_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Largest accepted request body (413 beyond)."
+    )
+
+    # --- upstream vLLM -----------------------------------------------------------------
+    vllm_url: str = Field("http://localhost", description="vLLM base URL (scheme and host).")
+    vllm_port: int = Field(30024, ge=1, le=65535, description="vLLM port.")
+    vllm_api_key: str = Field("", description="Key vLLM was started with (`--api-key`), if any.")
+    ocrflux_model: str = Field(
+        "ChatDOC/OCRFlux-3B", min_length=1, description="Model name vLLM serves."
+    )
+    max_retries: int = Field(1, ge=0, le=10, description="Further attempts on retryable failures.")
+    retry_backoff: float = Field(0.25, ge=0, le=30, description="First backoff delay, seconds.")
+    retry_backoff_max: float = Field(4.0, ge=0, le=120, description="Largest backoff delay.")
+    connect_timeout: float = Field(5.0, gt=0, description="Seconds to open an upstream connection.")
+    read_timeout: float = Field(300.0, gt=0, description="Seconds to wait for upstream bytes.")
+    total_timeout: float = Field(600.0, gt=0, description="Deadline for a whole request.")
+    pool_max_connections: int = Field(256, ge=1, description="Upstream connection pool size.")
+    pool_max_keepalive: int = Field(64, ge=0, description="Idle upstream connections kept.")
+    health_check_interval: float = Field(
+        15.0, ge=0, description="Seconds between background upstream checks (0: off)."
+    )
+
+    # --- images --------------------------------------------------------------------------
+    image_max_side: int = Field(1024, ge=0, description="Longest image side sent (0: no resize).")
+    image_min_side: int = Field(
+        448, ge=28, description="Readable floor when shrinking images to fit the context."
+    )
+    image_format: Literal["png", "jpeg"] = Field("png", description="Re-encoding format.")
+    image_jpeg_quality: int = Field(92, ge=1, le=100, description="JPEG quality when re-encoding.")
+    image_workers: int = Field(2, ge=1, le=64, description="Threads for image work.")
+    max_images_per_request: int = Field(32, ge=1, description="Images accepted in one request.")
+    max_image_bytes: int = Field(
+        20 * 1024 * 1024, ge=1024, description="Largest encoded image (data URL or download)."
+    )
+    max_image_pixels: int = Field(
+        64_000_000, ge=1, description="Largest decoded image (width x height)."
+    )
+    max_model_len: int = Field(8192, ge=256, description="vLLM's --max-model-len (token budget).")
+    remote_images: bool = Field(True, description="Download http(s) image URLs.")
+    remote_image_allowlist: CommaList = Field(
+        default_factory=list,
+        description="CIDRs that remote fetching may reach despite the SSRF guard.",
+    )
+    remote_image_timeout: float = Field(10.0, gt=0, description="Seconds for one image download.")
+    remote_image_max_redirects: int = Field(3, ge=0, le=10, description="Redirects followed.")
+
+    # --- OCRFlux -------------------------------------------------------------------------
+    prompt_mode: Literal["ocrflux", "passthrough"] = Field(
+        "ocrflux", description="`ocrflux`: one trained page prompt per image; else forward as is."
+    )
+    page_retries: int = Field(
+        2, ge=0, le=10, description="Re-asks of a page whose answer is not page JSON."
+    )
+    page_max_tokens: int = Field(
+        4096, ge=1, description="max_tokens for a page when the client sets none."
+    )
+    keep_image_placeholders: bool = Field(
+        False, description="Keep `<Image>(x1,y1),(x2,y2)</Image>` placeholders in page text."
+    )
+    passthrough_checkboxes: bool = Field(
+        False, description="Normalise checkbox glyphs in passthrough answers too."
+    )
+
+    _split = field_validator("api_keys", "remote_image_allowlist", mode="before")(_split_commas)
+
+    @field_validator("vllm_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        value = value.rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("remote_image_allowlist")
+    @classmethod
+    def _check_cidrs(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # raises ValueError naming the item
+        return value
+
+    @cached_property
+    def upstream_urls(self) -> list[str]:
+        """Base URLs of the vLLM replicas (one today; the upstream layer takes many)."""
+        return [f"{self.vllm_url}:{self.vllm_port}"]
