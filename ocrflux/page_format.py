@@ -1,0 +1,427 @@
+"""OCRFlux's page protocol: the trained prompts, the page-response JSON and its rendering.
+
+OCRFlux-3B answers the page prompt with JSON (`PageResponse`) whose `natural_text` holds the
+page Markdown. Tables in it are *cell matrices*: an HTML table with one `<td>` per grid cell,
+where a cell covered by a span holds a marker instead of text:
+
+* `<l>`  - covered by the colspan of the cell to its left,
+* `<t>`  - covered by the rowspan of the cell above,
+* `<lt>` - covered by both (inside a cell that spans rows and columns).
+
+`render_page` turns those into ordinary HTML tables with `rowspan`/`colspan` and drops the
+`<Image>(x1,y1),(x2,y2)</Image>` placeholders. Everything here is pure and never raises on
+model output: a malformed matrix falls back to its text with the markers removed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from html.parser import HTMLParser
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "PageResponse",
+    "TableFormatError",
+    "build_element_merge_detect_prompt",
+    "build_html_table_merge_prompt",
+    "build_page_prompt",
+    "convert_table",
+    "html_to_matrix",
+    "matrix_to_html",
+    "parse_page_response",
+    "render_page",
+    "table_rows",
+    "table_spans",
+]
+
+# --- prompts (must stay byte-identical to the OCRFlux toolkit's ocrflux/prompts.py) ----------
+
+_PAGE_PROMPT = (
+    "Below is the image of one page of a document. "
+    "Just return the plain text representation of this document as if you were reading it"
+    " naturally.\n"
+    "ALL tables should be presented in HTML format.\n"
+    'If there are images or figures in the page, present them as "<Image>(left,top),'
+    '(right,bottom)</Image>", (left,top,right,bottom) are the coordinates of the top-left and'
+    " bottom-right corners of the image or figure.\n"
+    "Present all titles and headings as H1 headings.\n"
+    "Do not hallucinate.\n"
+)
+
+
+def build_page_prompt() -> str:
+    """The page-to-Markdown prompt OCRFlux-3B was trained on (toolkit's name:
+    `build_page_to_markdown_prompt`)."""
+    return _PAGE_PROMPT
+
+
+def build_element_merge_detect_prompt(text_list_1: list[str], text_list_2: list[str]) -> str:
+    """The cross-page prompt asking which elements of two consecutive pages continue each other."""
+    parts = [
+        "Below are two consecutive pages in Markdown format, where each element of them is"
+        " numbered. Identify pairs of elements which should be merged across the two pages,"
+        " such as text paragraphs or tables that span across the two pages. Return pairs as"
+        " [(element_index_of_page1, element_index_of_page2), ...] or [] if no elements should"
+        " be merged.\n",
+        "Previous page:\n",
+    ]
+    parts += [f"{i}. {text}\n\n" for i, text in enumerate(text_list_1)]
+    parts.append("Next page:\n")
+    parts += [f"{i}. {text}\n\n" for i, text in enumerate(text_list_2)]
+    return "".join(parts)
+
+
+def build_html_table_merge_prompt(table1: str, table2: str) -> str:
+    """The prompt asking the model to merge two fragments of one table split across pages."""
+    return (
+        "Below are two tables in HTML format, merge them into one table in HTML format.\n"
+        f"TABLE 1:\n{table1}\nTABLE 2:\n{table2}\n"
+    )
+
+
+# --- page response ----------------------------------------------------------------------------
+
+_ROTATIONS = frozenset({0, 90, 180, 270})
+_FENCE = re.compile(r"\A```[A-Za-z]*[ \t]*\n(?P<body>.*)\n```\Z", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class PageResponse:
+    """One decoded page answer, field for field as OCRFlux-3B emits it."""
+
+    primary_language: str | None
+    is_rotation_valid: bool
+    rotation_correction: int
+    is_table: bool
+    is_diagram: bool
+    natural_text: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_page_response(text: str) -> PageResponse | None:
+    """Decode a page answer; None unless it is a JSON object with every field of the right type.
+
+    A ```json fence around the whole answer is tolerated (the model does not emit one, but
+    general VLMs sometimes do). Unknown extra keys are ignored. `natural_text` may be null
+    (a blank page). Any other deviation means "not a page response", so the caller retries.
+    """
+    stripped = text.strip()
+    fenced = _FENCE.match(stripped)
+    if fenced:
+        stripped = fenced.group("body").strip()
+    try:
+        data = orjson.loads(stripped)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    try:
+        language = data["primary_language"]
+        rotation_valid = data["is_rotation_valid"]
+        rotation = data["rotation_correction"]
+        is_table = data["is_table"]
+        is_diagram = data["is_diagram"]
+        natural_text = data["natural_text"]
+    except KeyError:
+        return None
+    if not (
+        (language is None or isinstance(language, str))
+        and isinstance(rotation_valid, bool)
+        and _is_int(rotation)
+        and rotation in _ROTATIONS
+        and isinstance(is_table, bool)
+        and isinstance(is_diagram, bool)
+        and (natural_text is None or isinstance(natural_text, str))
+    ):
+        return None
+    return PageResponse(language, rotation_valid, rotation, is_table, is_diagram, natural_text)
+
+
+# --- tables -------------------------------------------------------------------------------------
+
+
+class TableFormatError(ValueError):
+    """A table that is not a consistent cell matrix (or HTML grid)."""
+
+
+@dataclass
+class _Cell:
+    tag: str  # "td" or "th"
+    attrs: dict[str, str | None]
+    parts: list[str]
+
+    @property
+    def content(self) -> str:
+        return "".join(self.parts).strip()
+
+    def span(self, name: str) -> int:
+        raw = self.attrs.get(name)
+        try:
+            return max(1, int(raw or 1))
+        except ValueError:  # browsers read a garbled span as 1; so do we
+            return 1
+
+
+class _TableReader(HTMLParser):
+    """Collects the rows of the first top-level table, keeping each cell's inner HTML verbatim."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=False)
+        self.rows: list[list[_Cell]] = []
+        self._table_depth = 0  # 1 while inside the outer table
+        self._done = False
+        self._row: list[_Cell] | None = None
+        self._cell: _Cell | None = None
+        self._nested = 0  # tables nested inside the current cell
+
+    def _close_cell(self) -> None:
+        if self._cell is not None and self._row is not None:
+            self._row.append(self._cell)
+        self._cell = None
+
+    def _close_row(self) -> None:
+        self._close_cell()
+        if self._row is not None:
+            self.rows.append(self._row)
+        self._row = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self._done:
+            return
+        if self._cell is not None:
+            if tag == "table":
+                self._nested += 1
+            if self._nested or tag not in ("td", "th", "tr"):
+                self._cell.parts.append(self.get_starttag_text() or "")
+                return
+        if self._table_depth == 0:
+            if tag == "table":
+                self._table_depth = 1
+            return
+        if tag == "tr":
+            self._close_row()
+            self._row = []
+        elif tag in ("td", "th"):
+            self._close_cell()
+            if self._row is None:  # a cell outside any <tr>: give it a row of its own
+                self._row = []
+            self._cell = _Cell(tag, dict(attrs), [])
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self._cell is not None and not self._done:
+            self._cell.parts.append(self.get_starttag_text() or "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._done or self._table_depth == 0:
+            return
+        if self._cell is not None:
+            if self._nested:
+                if tag == "table":
+                    self._nested -= 1
+                self._cell.parts.append(f"</{tag}>")
+                return
+            if tag in ("td", "th"):
+                self._close_cell()
+                return
+            if tag not in ("tr", "table", "tbody", "thead", "tfoot"):
+                self._cell.parts.append(f"</{tag}>")
+                return
+        if tag == "tr":
+            self._close_row()
+        elif tag == "table":
+            self._close_row()
+            self._done = True
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None and not self._done:
+            self._cell.parts.append(data)
+
+    def handle_entityref(self, name: str) -> None:
+        self.handle_data(f"&{name};")
+
+    def handle_charref(self, name: str) -> None:
+        self.handle_data(f"&#{name};")
+
+    def close(self) -> None:
+        super().close()
+        if not self._done:  # an unterminated table still yields the rows seen so far
+            self._close_row()
+
+
+def _read_rows(html: str) -> list[list[_Cell]]:
+    reader = _TableReader()
+    reader.feed(html)
+    reader.close()
+    if not reader.rows:
+        raise TableFormatError("no table rows")
+    return reader.rows
+
+
+_MARKER = re.compile(r"\A<(lt|l|t)>(?:\s*</\1>)?\Z", re.IGNORECASE)
+_MARKER_TAGS = re.compile(r"</?(?:lt|l|t)>", re.IGNORECASE)
+
+
+def _marker(cell: _Cell) -> str | None:
+    found = _MARKER.match(cell.content)
+    return found.group(1).lower() if found else None
+
+
+def _cell_html(tag: str, content: str, rowspan: int = 1, colspan: int = 1) -> str:
+    attrs = (f' rowspan="{rowspan}"' if rowspan > 1 else "") + (
+        f' colspan="{colspan}"' if colspan > 1 else ""
+    )
+    return f"<{tag}{attrs}>{content}</{tag}>"
+
+
+def matrix_to_html(table: str) -> str:
+    """Turn a cell-matrix table into HTML with rowspan/colspan; TableFormatError if malformed."""
+    rows = _read_rows(table)
+    ncols = len(rows[0])
+    if any(len(row) != ncols for row in rows):
+        raise TableFormatError("rows of a matrix must have equal length")
+    if any(cell.span("rowspan") > 1 or cell.span("colspan") > 1 for row in rows for cell in row):
+        raise TableFormatError("already an HTML table with spans, not a matrix")
+    marks = [[_marker(cell) for cell in row] for row in rows]
+    covered = [[False] * ncols for _ in rows]
+    out = ["<table>"]
+    for r, row in enumerate(rows):
+        out.append("<tr>")
+        for c, cell in enumerate(row):
+            if covered[r][c]:
+                continue
+            if marks[r][c] is not None:
+                raise TableFormatError(f"marker <{marks[r][c]}> at ({r},{c}) covers no cell")
+            rowspan = 1
+            while r + rowspan < len(rows) and marks[r + rowspan][c] == "t":
+                rowspan += 1
+            colspan = 1
+            while c + colspan < ncols and marks[r][c + colspan] == "l":
+                colspan += 1
+            for rr in range(r, r + rowspan):
+                for cc in range(c, c + colspan):
+                    inner = rr > r and cc > c
+                    if inner and marks[rr][cc] != "lt":
+                        raise TableFormatError(f"expected <lt> at ({rr},{cc})")
+                    covered[rr][cc] = True
+            out.append(_cell_html(cell.tag, cell.content, rowspan, colspan))
+        out.append("</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def html_to_matrix(html: str) -> str:
+    """Turn an HTML table with rowspan/colspan into OCRFlux's cell matrix (inverse of
+    `matrix_to_html`); TableFormatError if the spans overlap or leave holes."""
+    rows = _read_rows(html)
+    grid: dict[tuple[int, int], str] = {}
+    anchors: dict[tuple[int, int], _Cell] = {}
+    for r, row in enumerate(rows):
+        c = 0
+        for cell in row:
+            while (r, c) in grid:
+                c += 1
+            rowspan, colspan = cell.span("rowspan"), cell.span("colspan")
+            if r + rowspan > len(rows):
+                raise TableFormatError(f"rowspan at ({r},{c}) runs past the last row")
+            for rr in range(r, r + rowspan):
+                for cc in range(c, c + colspan):
+                    if (rr, cc) in grid:
+                        raise TableFormatError(f"cells overlap at ({rr},{cc})")
+                    grid[(rr, cc)] = "lt" if rr > r and cc > c else "t" if rr > r else "l"
+            grid[(r, c)] = ""
+            anchors[(r, c)] = cell
+            c += colspan
+    ncols = 1 + max(c for _, c in grid)
+    out = ["<table>"]
+    for r in range(len(rows)):
+        out.append("<tr>")
+        for c in range(ncols):
+            if (r, c) not in grid:
+                raise TableFormatError(f"no cell covers ({r},{c})")
+            anchor = anchors.get((r, c))
+            if anchor is None:
+                out.append(f"<td><{grid[(r, c)]}></td>")
+            else:
+                out.append(_cell_html(anchor.tag, anchor.content))
+        out.append("</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def convert_table(table: str) -> str:
+    """`matrix_to_html`, or on any malformation the table text with its markers removed."""
+    try:
+        return matrix_to_html(table)
+    except TableFormatError:
+        return _MARKER_TAGS.sub("", table)
+
+
+_TABLE_TAG = re.compile(r"<(/?)table\b[^>]*>", re.IGNORECASE)
+
+
+def table_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every outermost `<table>...</table>` in text; nested tables stay inside
+    their cell, and an unterminated table runs to the end of the text."""
+    spans: list[tuple[int, int]] = []
+    depth = start = 0
+    for tag in _TABLE_TAG.finditer(text):
+        if not tag.group(1):
+            if depth == 0:
+                start = tag.start()
+            depth += 1
+        elif depth:
+            depth -= 1
+            if depth == 0:
+                spans.append((start, tag.end()))
+    if depth:
+        spans.append((start, len(text)))
+    return spans
+
+
+def table_rows(html: str) -> list[list[str]]:
+    """The inner HTML of each cell, row by row, of the first table in html ([] if none)."""
+    try:
+        return [[cell.content for cell in row] for row in _read_rows(html)]
+    except TableFormatError:
+        return []
+
+
+def _convert_tables(text: str) -> str:
+    out: list[str] = []
+    pos = 0
+    for start, end in table_spans(text):
+        out += [text[pos:start], convert_table(text[start:end])]
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+_IMAGE = re.compile(r"[ \t]*<Image>[^<]*</Image>[ \t]*\n?", re.IGNORECASE)
+
+
+def _drop_images(text: str) -> str:
+    blocks = []
+    for block in text.split("\n\n"):
+        if _IMAGE.search(block):
+            block = _IMAGE.sub("", block).strip("\n")
+            if not block.strip():
+                continue
+        blocks.append(block)
+    return "\n\n".join(blocks)
+
+
+def render_page(page: PageResponse, *, keep_image_placeholders: bool = False) -> str:
+    """The page's Markdown: matrix tables become HTML tables, image placeholders are dropped."""
+    text = _convert_tables(page.natural_text or "")
+    if not keep_image_placeholders:
+        text = _drop_images(text)
+    return text.strip()
