@@ -83,7 +83,9 @@ _PROTECTED = re.compile(
     r"```.*?(?:```|\Z)|`[^`\n]+`|\$\$.*?\$\$|\$[^$\n]+\$|\\\(.*?\\\)|\\\[.*?\\\]", re.DOTALL
 )
 _MATH_AFTER_ROOT = re.compile(r"[0-9A-Za-z({\[]")
-_NO_SPACE_BEFORE = set("([{（【［<>|:：、,，\"'“‘")
+# A glyph before a box is a rejected one (e.g. the root in "√[ ]"); a space would make it a box
+# on the next pass, so normalising twice would differ from normalising once.
+_NO_SPACE_BEFORE = set("([{（【［<>|:：、,，\"'“‘" + _TICKS + _EMPTIES)
 _NO_SPACE_AFTER = set(")]}）】］<>|,，.。;；:：、!！?？\"'”’")
 
 
@@ -158,7 +160,7 @@ _HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
 _LIST_ITEM = re.compile(r"^([ \t]*)([-*+]|\d{1,9}[.)])[ \t]+(.*)$")
 _RULE = re.compile(r"^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$")
 _PIPE_ROW = re.compile(r"^\s*\|(.*)\|\s*$")
-_PIPE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)*\|?\s*$")
+_PIPE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)*\|?\s*$")
 _TAG = re.compile(r"<[^>]+>")
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 # Text that would read as a nested list marker once it follows "- " ("# 1. Intro" -> "1\. Intro").
@@ -215,7 +217,7 @@ class _ListBuilder:
         elif item := _LIST_ITEM.match(raw):
             indent = len(item.group(1).expandtabs(4))
             self.list_item(indent, item.group(2), item.group(3))
-        elif _RULE.match(raw) or _PIPE_SEPARATOR.match(raw):
+        elif _RULE.match(raw) or ("|" in raw and _PIPE_SEPARATOR.match(raw)):
             return
         elif row := _PIPE_ROW.match(raw):
             self.row([cell.strip() for cell in row.group(1).split("|")])
