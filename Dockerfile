@@ -1,0 +1,54 @@
+# syntax=docker/dockerfile:1
+# OCRFlux gateway image: the API only (vLLM runs in its own image, see docker-compose.yml).
+#   docker build -t ocrflux-api .
+#   docker run -p 8000:8000 -e VLLM_URL=http://gpu-server -e VLLM_PORT=30024 ocrflux-api
+# Configuration is environment-only (.env.example lists every variable); no .env is baked in.
+
+# --- builder: resolve and install dependencies into a self-contained venv ----------------
+FROM python:3.11-slim AS builder
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+RUN python -m venv /opt/venv
+ENV PATH="/opt/venv/bin:$PATH"
+
+WORKDIR /src
+# Dependencies first, so editing the gateway's code does not re-download them.
+COPY requirements-api.txt ./
+RUN pip install --no-cache-dir -r requirements-api.txt
+
+COPY pyproject.toml README.md ./
+COPY ocrflux ./ocrflux
+# --no-deps: the requirements above are the complete runtime set (a test keeps them equal).
+RUN pip install --no-cache-dir --no-deps . \
+    && pip uninstall --yes pip setuptools
+
+# --- runtime: the venv on a clean slim base, as a non-root user ---------------------------
+FROM python:3.11-slim AS runtime
+
+ENV PATH="/opt/venv/bin:$PATH" \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    API_HOST=0.0.0.0 \
+    API_PORT=8000
+
+RUN groupadd --system --gid 10001 ocrflux \
+    && useradd --system --uid 10001 --gid ocrflux --no-create-home \
+        --home-dir /nonexistent --shell /usr/sbin/nologin ocrflux
+
+COPY --from=builder /opt/venv /opt/venv
+
+# An empty working directory: the settings loader looks for ./.env, and none must be found.
+WORKDIR /app
+# Numeric, so orchestrators can verify runAsNonRoot without reading /etc/passwd.
+USER 10001:10001
+
+EXPOSE 8000
+
+# The slim base has no curl; the venv's Python does the probe (stdlib only).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('API_PORT', '8000') + '/health', timeout=4)"]
+
+CMD ["python", "-m", "ocrflux.api_server"]
