@@ -1,0 +1,75 @@
+"""`create_app(settings)`: the FastAPI app, its shared state and its lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from ocrflux import __version__
+from ocrflux.chat import ChatService
+from ocrflux.errors import install_handlers
+from ocrflux.fetch import ImagePreparer
+from ocrflux.observability import RequestIdMiddleware
+from ocrflux.routes import health, v1
+from ocrflux.settings import Settings
+from ocrflux.upstream import Upstream
+
+logger = logging.getLogger("ocrflux")
+
+
+async def report_upstream(upstream: Upstream) -> None:
+    """Check every replica and say, in one line each, what is wrong."""
+    for replica in await upstream.check():
+        mismatch = upstream.model_mismatch(replica)
+        if mismatch:
+            logger.error("model name mismatch: %s", mismatch)
+        elif not replica.reachable:
+            logger.warning("vLLM at %s is not reachable yet (%s)", replica.base_url, replica.error)
+        else:
+            logger.info("vLLM at %s serves %s", replica.base_url, replica.served_models)
+
+
+async def poll_upstream(upstream: Upstream, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        await upstream.check()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        upstream = Upstream(settings)
+        images = ImagePreparer(settings)
+        app.state.upstream = upstream
+        app.state.chat = ChatService(settings, upstream, images)
+        await report_upstream(upstream)
+        poller = None
+        if settings.health_check_interval > 0:
+            poller = asyncio.create_task(poll_upstream(upstream, settings.health_check_interval))
+        try:
+            yield
+        finally:
+            if poller:
+                poller.cancel()
+            await images.aclose()
+            await upstream.aclose()
+
+    app = FastAPI(
+        title="OCRFlux API gateway",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs" if settings.debug else None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    install_handlers(app)
+    app.include_router(health)
+    app.include_router(v1)
+    app.add_middleware(RequestIdMiddleware)
+    return app

@@ -1,0 +1,106 @@
+"""What happens to a chat completion: prepare images, then forward (passthrough) or read pages."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+from starlette.responses import Response, StreamingResponse
+
+from ocrflux.errors import APIError
+from ocrflux.fetch import ImagePreparer
+from ocrflux.images import ImageRejected, PreparedImage
+from ocrflux.pages import PageReader
+from ocrflux.protocol import ChatCompletionRequest, image_param
+from ocrflux.settings import Settings
+from ocrflux.shaping import normalize_checkboxes
+from ocrflux.sse import ModelRewriter, relay
+from ocrflux.tokens import estimate_text_tokens
+from ocrflux.upstream import Upstream
+
+logger = logging.getLogger("ocrflux.chat")
+
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def json_response(data: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), media_type="application/json", headers=headers)
+
+
+class ChatService:
+    """Turns a validated request into the client's response."""
+
+    def __init__(self, settings: Settings, upstream: Upstream, images: ImagePreparer) -> None:
+        self.settings = settings
+        self.upstream = upstream
+        self.images = images
+        self.pages = PageReader(settings, upstream, images)
+
+    async def complete(
+        self, raw: dict[str, Any], request: ChatCompletionRequest, request_id: str
+    ) -> Response:
+        images = await self.prepare_images(request)
+        if images and self.settings.prompt_mode == "ocrflux":
+            return await self.pages.respond(images, raw, request, request_id)
+        if images:
+            images = await self.fit_to_context(images, request)
+            for (i, j, _), image in zip(request.image_parts(), images, strict=True):
+                raw["messages"][i]["content"][j]["image_url"]["url"] = image.data_url
+        return await self.forward(raw, request, request_id)
+
+    async def prepare_images(self, request: ChatCompletionRequest) -> list[PreparedImage]:
+        parts = request.image_parts()
+        limit = self.settings.max_images_per_request
+        if len(parts) > limit:
+            raise APIError(
+                400,
+                f"the request has {len(parts)} images, the limit is {limit}",
+                param="messages",
+                code="too_many_images",
+            )
+        return list(await asyncio.gather(*(self._prepare(i, j, img.url) for i, j, img in parts)))
+
+    async def _prepare(self, message: int, part: int, url: str) -> PreparedImage:
+        try:
+            return await self.images.prepare(url)
+        except ImageRejected as exc:
+            raise APIError(
+                exc.status, exc.message, param=image_param(message, part), code="invalid_image"
+            ) from exc
+
+    async def fit_to_context(
+        self, images: list[PreparedImage], request: ChatCompletionRequest
+    ) -> list[PreparedImage]:
+        text = "\n".join(m.text() for m in request.messages)
+        try:
+            return await self.images.fit(
+                images, estimate_text_tokens(text), request.token_limit or 0
+            )
+        except ImageRejected as exc:
+            raise APIError(
+                exc.status, exc.message, param="messages", code="context_length_exceeded"
+            ) from exc
+
+    async def forward(
+        self, raw: dict[str, Any], request: ChatCompletionRequest, request_id: str
+    ) -> Response:
+        """Send the client's own messages (passthrough, or text-only in ocrflux mode)."""
+        raw["model"] = self.settings.ocrflux_model
+        raw.pop("output_format", None)
+        body = orjson.dumps(raw)
+        if request.stream:
+            response = await self.upstream.send(body, request_id)
+            rewrite = ModelRewriter(self.settings.ocrflux_model, request.model)
+            return StreamingResponse(
+                relay(response, rewrite), media_type="text/event-stream", headers=SSE_HEADERS
+            )
+        data = await self.upstream.chat(body, request_id)
+        data["model"] = request.model
+        if self.settings.passthrough_checkboxes:
+            for choice in data["choices"]:
+                message = choice.get("message") or {}
+                if isinstance(message.get("content"), str):
+                    message["content"] = normalize_checkboxes(message["content"])
+        return json_response(data)

@@ -1,0 +1,54 @@
+"""Shared fixtures: one fake vLLM per session, gateways started per module or per test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.support import FakeVLLMProcess, Process, gateway_env, start_fake_vllm, start_gateway
+
+
+@pytest.fixture(scope="session")
+def fake_server() -> Iterator[FakeVLLMProcess]:
+    fake = start_fake_vllm()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake(fake_server: FakeVLLMProcess) -> FakeVLLMProcess:
+    """The session's fake vLLM, with behaviours and recorded requests cleared."""
+    fake_server.reset()
+    return fake_server
+
+
+@pytest.fixture(scope="module")
+def passthrough_gateway(fake_server: FakeVLLMProcess) -> Iterator[Process]:
+    gateway = start_gateway(gateway_env(fake_server.port, prompt_mode="passthrough"))
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def ocrflux_gateway(fake_server: FakeVLLMProcess) -> Iterator[Process]:
+    gateway = start_gateway(gateway_env(fake_server.port, prompt_mode="ocrflux"))
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture
+def make_gateway(fake_server: FakeVLLMProcess) -> Iterator[Callable[..., Process]]:
+    """Start a gateway with extra settings (stopped after the test)."""
+    started: list[Process] = []
+
+    def make(upstream_port: int | None = None, **settings: Any) -> Process:
+        env = gateway_env(upstream_port or fake_server.port, **settings)
+        gateway = start_gateway(env)
+        started.append(gateway)
+        return gateway
+
+    yield make
+    for gateway in started:
+        gateway.stop()

@@ -1,0 +1,185 @@
+"""End to end: every failure reaches the client in OpenAI's error shape with the right status."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import openai
+import pytest
+
+from tests.support import FakeVLLMProcess, Process, free_port
+
+TEXT = {"model": "m", "messages": [{"role": "user", "content": "hello"}]}
+
+
+def post(gateway: Process, body: object, **kwargs: object) -> httpx.Response:
+    return httpx.post(f"{gateway.url}/v1/chat/completions", json=body, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+
+def error_of(response: httpx.Response) -> dict[str, object]:
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    return body["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"messages": [{"role": "user", "content": "x"}]}, "model"),
+        ({"model": "m", "messages": []}, "messages"),
+        ({"model": "m", "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
+        (
+            {
+                "model": "m",
+                "messages": [
+                    {"role": "user", "content": "x"},
+                    {
+                        "role": "user",
+                        "content": [{"type": "image_url", "image_url": "not-an-object"}],
+                    },
+                ],
+            },
+            "messages[1].content[0].image_url",
+        ),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": [{"type": "audio"}]}]},
+            "messages[0].content[0].type",
+        ),
+        ({**TEXT, "temperature": 3}, "temperature"),
+        ({**TEXT, "max_tokens": 0}, "max_tokens"),
+        ({**TEXT, "stream_options": {"include_usage": "maybe"}}, "stream_options.include_usage"),
+        ({**TEXT, "n": "two"}, "n"),
+        ({**TEXT, "output_format": "pdf"}, "output_format"),
+    ],
+)
+def test_invalid_requests_get_400_naming_the_field(
+    passthrough_gateway: Process, fake: FakeVLLMProcess, body: object, param: str
+) -> None:
+    response = post(passthrough_gateway, body)
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["param"] == param
+    assert error["type"] == "invalid_request_error"
+    assert fake.requests() == []
+
+
+def test_body_that_is_not_json_gets_400(passthrough_gateway: Process) -> None:
+    response = httpx.post(
+        f"{passthrough_gateway.url}/v1/chat/completions",
+        content=b"{nope",
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "invalid_json"
+
+
+def test_body_over_the_limit_gets_413(make_gateway: Callable[..., Process]) -> None:
+    gateway = make_gateway(prompt_mode="passthrough", max_request_bytes=2048)
+    response = post(gateway, {**TEXT, "padding": "x" * 5000})
+    assert response.status_code == 413
+    chunked = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        content=iter([b'{"model": "m", "x": "', b"y" * 5000, b'"}']),
+    )
+    assert chunked.status_code == 413
+
+
+def test_upstream_4xx_keeps_status_and_message(
+    passthrough_gateway: Process, fake: FakeVLLMProcess
+) -> None:
+    fake.control(fail=[400])
+    response = post(passthrough_gateway, TEXT)
+    assert response.status_code == 400
+    assert error_of(response)["message"] == "fake failure 400"
+    assert len(fake.requests()) == 1  # never retried
+
+
+def test_retryable_status_is_retried_then_succeeds(
+    passthrough_gateway: Process, fake: FakeVLLMProcess
+) -> None:
+    fake.control(fail=[503])
+    response = post(passthrough_gateway, TEXT)
+    assert response.status_code == 200
+    assert len(fake.requests()) == 2
+
+
+def test_retries_are_bounded_by_max_retries(
+    make_gateway: Callable[..., Process], fake: FakeVLLMProcess
+) -> None:
+    gateway = make_gateway(prompt_mode="passthrough", max_retries=2)
+    fake.control(fail=[502, 504, 503, 503])
+    response = post(gateway, TEXT)
+    assert response.status_code == 503
+    assert error_of(response)["message"] == "fake failure 503"
+    assert len(fake.requests()) == 3
+
+
+def test_retry_after_is_honoured(passthrough_gateway: Process, fake: FakeVLLMProcess) -> None:
+    fake.control(fail=[429], retry_after="1")
+    response = post(passthrough_gateway, TEXT)
+    assert response.status_code == 200
+    assert response.elapsed.total_seconds() >= 1.0
+    assert len(fake.requests()) == 2
+
+
+def test_dropped_connection_is_retried(passthrough_gateway: Process, fake: FakeVLLMProcess) -> None:
+    fake.control(drop=1)
+    assert post(passthrough_gateway, TEXT).status_code == 200
+    assert len(fake.requests()) == 2
+
+
+def test_unreachable_upstream_gives_503(make_gateway: Callable[..., Process]) -> None:
+    gateway = make_gateway(upstream_port=free_port(), prompt_mode="passthrough")
+    response = post(gateway, TEXT)
+    assert response.status_code == 503
+    assert error_of(response)["code"] == "upstream_unavailable"
+
+
+def test_upstream_read_timeout_gives_504(
+    make_gateway: Callable[..., Process], fake: FakeVLLMProcess
+) -> None:
+    gateway = make_gateway(prompt_mode="passthrough", read_timeout=0.3)
+    fake.control(delay=1.0)
+    response = post(gateway, TEXT)
+    assert response.status_code == 504
+    assert len(fake.requests()) == 1
+
+
+def test_upstream_garbage_gives_502(passthrough_gateway: Process, fake: FakeVLLMProcess) -> None:
+    fake.control(garbage=1)
+    response = post(passthrough_gateway, TEXT)
+    assert response.status_code == 502
+    assert error_of(response)["type"] == "server_error"
+
+
+def test_stream_broken_midway_ends_with_an_error_event(
+    passthrough_gateway: Process, fake: FakeVLLMProcess
+) -> None:
+    fake.control(answer="a b c d e f", stream_chunks=6, stream_drop_after=2)
+    client = openai.OpenAI(base_url=f"{passthrough_gateway.url}/v1", api_key="x", max_retries=0)
+    stream = client.chat.completions.create(model="m", messages=TEXT["messages"], stream=True)
+    with pytest.raises(openai.APIError, match="dropped the stream"):
+        list(stream)
+    assert len(fake.requests()) == 1  # a started stream is never retried
+
+
+def test_api_keys_guard_v1_but_not_health(make_gateway: Callable[..., Process]) -> None:
+    gateway = make_gateway(prompt_mode="passthrough", api_keys="k1,secret-two")
+    assert post(gateway, TEXT).status_code == 401
+    wrong = post(gateway, TEXT, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    assert error_of(wrong)["code"] == "invalid_api_key"
+    assert post(gateway, TEXT, headers={"Authorization": "Bearer secret-two"}).status_code == 200
+    sdk = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="k1", max_retries=0)
+    assert sdk.models.list().data[0].id == "ChatDOC/OCRFlux-3B"
+    assert httpx.get(f"{gateway.url}/health").status_code == 200
+
+
+def test_without_api_keys_any_key_or_none_is_accepted(passthrough_gateway: Process) -> None:
+    assert post(passthrough_gateway, TEXT).status_code == 200
+    assert (
+        post(passthrough_gateway, TEXT, headers={"Authorization": "Bearer whatever"}).status_code
+        == 200
+    )
