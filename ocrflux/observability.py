@@ -30,10 +30,11 @@ def configure_logging(debug: bool) -> None:
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
     )
-    root = logging.getLogger("ocrflux")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if debug else logging.INFO)
-    root.propagate = False
+    for name in ("ocrflux", "uvicorn"):
+        owner = logging.getLogger(name)
+        owner.handlers[:] = [handler]
+        owner.setLevel(logging.DEBUG if debug else logging.INFO)
+        owner.propagate = False
 
 
 class RequestIdMiddleware:
