@@ -1,0 +1,277 @@
+"""Getting images in: SSRF-guarded downloads, and the async `ImagePreparer` the app owns.
+
+The guard resolves the host itself, refuses any non-public address (unless allow-listed), and
+then connects to the very address it checked (Host header + TLS SNI carry the name), so a DNS
+answer that changes between check and connect (rebinding) cannot redirect the request.
+Redirects are followed by hand, each hop checked the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import warnings
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import TypeVar
+
+import httpx
+from PIL import Image
+
+from ocrflux.images import (
+    ImageOptions,
+    ImageRejected,
+    PreparedImage,
+    format_mb,
+    prepare_bytes,
+    prepare_inline,
+    rotate,
+    shrink,
+)
+from ocrflux.settings import Settings
+from ocrflux.tokens import plan_max_side
+
+T = TypeVar("T")
+Resolver = Callable[[str], Awaitable[list[str]]]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+async def system_resolver(host: str) -> list[str]:
+    """All addresses the system resolver gives for `host`."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one stands for (mapped, 6to4, NAT64), if any."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def _is_public(address: IPAddress) -> bool:
+    return address.is_global and not (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+        or (isinstance(address, ipaddress.IPv6Address) and address.is_site_local)
+    )
+
+
+def address_allowed(address: IPAddress, allowlist: Sequence[IPNetwork] = ()) -> bool:
+    """True for a public address, or one inside an allow-listed network."""
+    candidates = [address]
+    inner = _embedded_ipv4(address)
+    if inner is not None:
+        candidates.append(inner)
+    if any(a in net for a in candidates for net in allowlist if a.version == net.version):
+        return True
+    return all(_is_public(a) for a in candidates)
+
+
+def check_address(ip: str, allowlist: Sequence[IPNetwork] = ()) -> IPAddress:
+    """Parse and check one address; ImageRejected("address 10.0.0.5 is not allowed") if refused."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        raise ImageRejected(f"address {ip} is not a valid IP address") from None
+    if not address_allowed(address, allowlist):
+        raise ImageRejected(f"address {address} is not allowed")
+    return address
+
+
+class RemoteFetcher:
+    """Downloads http(s) images: SSRF guard, pinned address, capped size and time."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        resolver: Resolver | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._enabled = settings.remote_images
+        self._allowlist = [
+            ipaddress.ip_network(cidr, strict=False) for cidr in settings.remote_image_allowlist
+        ]
+        self._timeout = settings.remote_image_timeout
+        self._max_redirects = settings.remote_image_max_redirects
+        self._max_bytes = settings.max_image_bytes
+        self._resolve = resolver or system_resolver
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            follow_redirects=False,
+            trust_env=False,  # an HTTP(S)_PROXY would resolve names itself, past the guard
+            timeout=httpx.Timeout(self._timeout),
+            # No reuse: a pooled TLS connection to an IP was verified for another host name.
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=0),
+            headers={
+                "User-Agent": "ocrflux-gateway",
+                "Accept": "image/*",
+                "Accept-Encoding": "identity",  # the size cap counts what is on the wire
+            },
+        )
+
+    async def fetch(self, url: str) -> bytes:
+        """The image bytes behind `url`, or ImageRejected saying why not."""
+        if not self._enabled:
+            raise ImageRejected("remote image URLs are disabled")
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await self._follow(url)
+        except TimeoutError:
+            raise ImageRejected(f"image download timed out after {self._timeout:g} s") from None
+
+    async def _follow(self, url: str) -> bytes:
+        try:
+            current = httpx.URL(url)
+        except httpx.InvalidURL:
+            raise ImageRejected("image URL is not a valid URL") from None
+        for _ in range(self._max_redirects + 1):
+            address = await self._checked_address(current)
+            host = current.host
+            request = self._client.build_request(
+                "GET",
+                current.copy_with(host=str(address)),
+                headers={"Host": current.netloc.decode("ascii")},
+                extensions={"sni_hostname": host} if current.scheme == "https" else None,
+            )
+            try:
+                response = await self._client.send(request, stream=True)
+            except httpx.HTTPError as exc:
+                raise ImageRejected(
+                    f"could not download the image from {host} ({type(exc).__name__})"
+                ) from None
+            try:
+                location = response.headers.get("location")
+                if response.status_code in _REDIRECTS and location:
+                    current = current.join(location)
+                    continue
+                if response.status_code != 200:
+                    raise ImageRejected(f"image URL answered HTTP {response.status_code}")
+                return await self._read_capped(response, host)
+            finally:
+                await response.aclose()
+        raise ImageRejected(f"too many redirects (more than {self._max_redirects})")
+
+    async def _checked_address(self, url: httpx.URL) -> IPAddress:
+        if url.scheme not in ("http", "https"):
+            raise ImageRejected(f"unsupported URL scheme {url.scheme!r} (only http and https)")
+        host = url.host
+        if not host:
+            raise ImageRejected("image URL has no host")
+        try:
+            addresses = [str(ipaddress.ip_address(host))]
+        except ValueError:
+            try:
+                addresses = await self._resolve(host)
+            except OSError:
+                addresses = []
+            if not addresses:
+                raise ImageRejected(f"could not resolve host {host}") from None
+        # Every answer must pass: the system would pick among them, so must we.
+        checked = [check_address(a, self._allowlist) for a in addresses]
+        return checked[0]
+
+    async def _read_capped(self, response: httpx.Response, host: str) -> bytes:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._max_bytes:
+            raise ImageRejected(
+                f"image is {format_mb(int(declared))}, the limit is {format_mb(self._max_bytes)}",
+                413,
+            )
+        chunks: list[bytes] = []
+        received = 0
+        try:
+            async for chunk in response.aiter_raw():
+                received += len(chunk)
+                if received > self._max_bytes:  # stop reading: never buffer past the cap
+                    raise ImageRejected(
+                        f"image is larger than the limit of {format_mb(self._max_bytes)}", 413
+                    )
+                chunks.append(chunk)
+        except httpx.HTTPError as exc:
+            raise ImageRejected(
+                f"could not download the image from {host} ({type(exc).__name__})"
+            ) from None
+        return b"".join(chunks)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class ImagePreparer:
+    """Owned by the app: every source in, PreparedImage out, CPU work in `image_workers` threads."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        resolver: Resolver | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.options = ImageOptions.from_settings(settings)
+        self.min_side = settings.image_min_side
+        self.max_model_len = settings.max_model_len
+        self._pool = ThreadPoolExecutor(settings.image_workers, thread_name_prefix="ocrflux-image")
+        self._fetcher = RemoteFetcher(settings, resolver=resolver, transport=transport)
+        # Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that: aligned with our
+        # limit it never refuses an image we accept, and still guards every other Image.open.
+        Image.MAX_IMAGE_PIXELS = settings.max_image_pixels
+        # Its warning band (limit..2x) holds only images we refuse anyway: noise in the logs.
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, partial(fn, *args))
+
+    async def prepare(self, url: str) -> PreparedImage:
+        """`data:` URL, bare base64 or http(s) URL -> PreparedImage (ImageRejected if refused)."""
+        if url[:8].lower().startswith(("http://", "https://")):
+            data = await self._fetcher.fetch(url)
+            return await self._run(prepare_bytes, data, self.options)
+        return await self._run(prepare_inline, url, self.options)
+
+    async def rotate(self, image: PreparedImage, degrees: int) -> PreparedImage:
+        """Counter-clockwise by a multiple of 90 degrees (see images.rotate)."""
+        if degrees % 360 == 0:
+            return image
+        return await self._run(rotate, image, degrees, self.options)
+
+    async def fit(
+        self, images: Sequence[PreparedImage], text_tokens: int, max_tokens: int
+    ) -> list[PreparedImage]:
+        """Shrink images until images + text + max_tokens fit max_model_len, or ImageRejected."""
+        cap = plan_max_side(
+            [(i.width, i.height) for i in images],
+            text_tokens=text_tokens,
+            max_tokens=max_tokens,
+            max_model_len=self.max_model_len,
+            min_side=self.min_side,
+        )
+        if cap is None:  # the common case: no thread hop
+            return list(images)
+        return list(await asyncio.gather(*(self._shrunk(i, cap) for i in images)))
+
+    async def _shrunk(self, image: PreparedImage, cap: int) -> PreparedImage:
+        if max(image.width, image.height) <= cap:
+            return image
+        return await self._run(shrink, image, cap, self.options)
+
+    async def aclose(self) -> None:
+        await self._fetcher.aclose()
+        self._pool.shutdown(wait=False, cancel_futures=True)
