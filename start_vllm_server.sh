@@ -40,8 +40,9 @@ Every other knob is an environment variable (empty = default):
                            VLLM_API_KEY so it stays out of `ps` and logs.
                            The gateway's VLLM_API_KEY must equal it.  (none)
   VLLM_EXTRA_ARGS          further `vllm serve` flags, appended last (so
-                           they win), split like a shell would split them,
-                           without running anything      (none)
+                           they win); split at blanks, '...' or "..." keep
+                           blanks (no escapes inside quotes); nothing in it
+                           is expanded or run                    (none)
   DRY_RUN                  1: print the command and exit 0       (0)
 
 Example:
@@ -131,7 +132,8 @@ check_quantization() {
 	fi
 }
 
-# Splits like a shell (quotes, backslashes) but never expands or runs anything, unlike eval.
+# xargs splits with quotes and backslashes like a shell, but, unlike eval, never expands or
+# runs anything in the value.
 split_extra_args() {
 	local parsed
 	# The value is not echoed back: it may hold a secret such as --hf-token.
