@@ -94,7 +94,7 @@ class PreparedImage:
 
 def format_mb(n: int) -> str:
     """20971520 -> "20 MB", 26528972 -> "25.3 MB", 65536 -> "64 KB" (binary units)."""
-    if n < _MB // 10:
+    if n < _MB:
         return f"{n / 1024:.0f} KB"
     value = n / _MB
     return f"{value:.0f} MB" if value == int(value) else f"{value:.1f} MB"
