@@ -1,0 +1,100 @@
+"""The fake vLLM and the gateway as processes on loopback, and what /proc says about them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+from tests.support import FakeVLLMProcess, Process, free_port, gateway_env, start_fake_vllm
+
+ROOT = Path(__file__).resolve().parent.parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    user: float
+    system: float
+
+    @property
+    def total(self) -> float:
+        return self.user + self.system
+
+
+def cpu_seconds(pid: int) -> CpuSample:
+    """utime and stime of a process (all its threads), in seconds."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # the name in (...) may contain spaces
+    return CpuSample(int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS)
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """VmRSS (now) and VmHWM (peak since start or the last `reset_peak`), in KiB."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            values[name] = int(rest.split()[0])
+    return values
+
+
+def reset_peak(pid: int) -> bool:
+    """Start a new VmHWM window (Linux >= 4.0); False when not permitted."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def start_fake(service_time: float) -> FakeVLLMProcess:
+    fake = start_fake_vllm(service_time=service_time)
+    # Recording keeps every request (and decodes its images): off, or the fake is the bottleneck.
+    fake.control(record=False)
+    return fake
+
+
+def start_gateway(upstream_port: int, log: IO[bytes], **settings: Any) -> Process:
+    """`python -m ocrflux.api_server` with its log in `log` (a pipe nobody reads would block)."""
+    env = gateway_env(upstream_port, **settings)
+    port = int(env["API_PORT"])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ocrflux.api_server"],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    gateway = Process(proc, f"http://127.0.0.1:{port}", port)
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gateway exited with {proc.returncode}; see {log.name}")
+        try:
+            httpx.get(f"{gateway.url}/health", timeout=0.5)
+            return gateway
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                gateway.stop()
+                raise TimeoutError("gateway did not answer /health within 30 s") from None
+            time.sleep(0.05)
+
+
+__all__ = [
+    "CpuSample",
+    "FakeVLLMProcess",
+    "Process",
+    "cpu_seconds",
+    "free_port",
+    "memory_kib",
+    "reset_peak",
+    "start_fake",
+    "start_gateway",
+]
