@@ -103,6 +103,9 @@ class Settings(BaseSettings):
         value = value.rstrip("/")
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        host = value.split("://", 1)[1]
+        if not host or any(c in host for c in "/@?#") or host.rsplit("]", 1)[-1].count(":"):
+            raise ValueError("must be scheme://host only; put the port in VLLM_PORT")
         return value
 
     @field_validator("remote_image_allowlist")

@@ -88,6 +88,7 @@ def test_bad_settings_stop_start_up_with_one_line_naming_the_variable() -> None:
         ("API_PORT", "abc"),
         ("MAX_RETRIES", "-1"),
         ("VLLM_URL", "localhost"),
+        ("VLLM_URL", "http://vllm:8000"),
         ("PROMPT_MODE", "magic"),
         ("REMOTE_IMAGE_ALLOWLIST", "10.0.0.0/99"),
     ]:
