@@ -398,10 +398,12 @@ def table_rows(html: str) -> list[list[str]]:
 def _convert_tables(text: str) -> str:
     out: list[str] = []
     pos = 0
+    # Cell markers belong to tables only; stray ones (a cut-off table) are removed like the
+    # markers of a malformed table.
     for start, end in table_spans(text):
-        out += [text[pos:start], convert_table(text[start:end])]
+        out += [_MARKER_TAGS.sub("", text[pos:start]), convert_table(text[start:end])]
         pos = end
-    out.append(text[pos:])
+    out.append(_MARKER_TAGS.sub("", text[pos:]))
     return "".join(out)
 
 
