@@ -85,13 +85,14 @@ def main(argv: list[str] | None = None) -> None:
     fake = procs.start_fake(args.service_time)
     try:
         with tempfile.TemporaryDirectory(prefix="ocrflux-bench-") as tmp:
-            driver = Driver(fake, Path(tmp), opts)
+            workdir = Path(tmp)
+            driver = Driver(fake, workdir, opts)
             for mode in ("passthrough", "ocrflux"):
                 todo = [w for w in workloads if w.mode == mode]
                 if not todo and not args.rss_requests:
                     continue
                 with (
-                    open(RESULTS / f"gateway-{mode}.log", "wb") as log,
+                    open(workdir / f"gateway-{mode}.log", "wb") as log,
                     gateway_for(fake, mode, opts, log) as gateway,
                 ):
                     print(f"gateway ({mode}) pid {gateway.proc.pid} at {gateway.url}", flush=True)

@@ -54,6 +54,21 @@ def reset_peak(pid: int) -> bool:
     return True
 
 
+def settle(pid: int, quiet: float = 0.01, window: float = 0.25, timeout: float = 60.0) -> float:
+    """Wait until `pid` is idle (a gateway finishes abandoned requests after the client stops).
+
+    Returns the seconds waited; without this, leftover work of one phase would be charged to
+    the next one (and slow the fake during a direct phase).
+    """
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        before = cpu_seconds(pid).total
+        time.sleep(window)
+        if cpu_seconds(pid).total - before <= quiet:
+            break
+    return time.monotonic() - started
+
+
 def start_fake(service_time: float) -> FakeVLLMProcess:
     fake = start_fake_vllm(service_time=service_time)
     # Recording keeps every request (and decodes its images): off, or the fake is the bottleneck.
@@ -76,7 +91,9 @@ def start_gateway(upstream_port: int, log: IO[bytes], **settings: Any) -> Proces
     deadline = time.monotonic() + 30
     while True:
         if proc.poll() is not None:
-            raise RuntimeError(f"gateway exited with {proc.returncode}; see {log.name}")
+            log.flush()
+            tail = Path(log.name).read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"gateway exited with {proc.returncode}:\n{tail}")
         try:
             httpx.get(f"{gateway.url}/health", timeout=0.5)
             return gateway
@@ -95,6 +112,7 @@ __all__ = [
     "free_port",
     "memory_kib",
     "reset_peak",
+    "settle",
     "start_fake",
     "start_gateway",
 ]

@@ -104,6 +104,9 @@ class Driver:
         procs.reset_peak(pid)
         for round_ in range(self.opts.rounds):
             for target in ("direct", "gateway"):
+                waited = procs.settle(pid)
+                if waited > 1:
+                    self.say(f"  (gateway busy with abandoned requests for {waited:.1f} s)")
                 gw0, fk0 = procs.cpu_seconds(pid), procs.cpu_seconds(fake_pid)
                 load = self._load(urls[target], files[target], bodies[target], w, self.opts.seconds)
                 gw1, fk1 = procs.cpu_seconds(pid), procs.cpu_seconds(fake_pid)
