@@ -59,7 +59,9 @@ class ImageOptions:
     """The image settings the sync functions need (picklable, no Settings object)."""
 
     max_side: int = 1024
-    fmt: Literal["png", "jpeg"] = "png"
+    # "auto": JPEG out for JPEG sources (already lossy; PNG would be ~6x bigger and ~20x slower
+    # to encode for a photo), PNG for the rest.
+    fmt: Literal["png", "jpeg", "auto"] = "png"
     jpeg_quality: int = 92
     max_bytes: int = 20 * _MB
     max_pixels: int = 64_000_000
@@ -351,7 +353,7 @@ def _normalize(image: Image.Image, mime: str, opts: ImageOptions, source: int) -
     image = _resizable(image)
     if image.size != target:
         image = image.resize(target, Image.Resampling.LANCZOS, reducing_gap=_REDUCING_GAP)
-    return _encoded(_flatten(image), opts, source)
+    return _encoded(_flatten(image), opts, source, mime)
 
 
 def _resizable(image: Image.Image) -> Image.Image:
@@ -382,9 +384,11 @@ def _flatten(image: Image.Image) -> Image.Image:
     return background
 
 
-def _encoded(image: Image.Image, opts: ImageOptions, source: int) -> PreparedImage:
+def _encoded(
+    image: Image.Image, opts: ImageOptions, source: int, source_mime: str
+) -> PreparedImage:
     buffer = io.BytesIO()
-    if opts.fmt == "jpeg":
+    if opts.fmt == "jpeg" or (opts.fmt == "auto" and source_mime == "image/jpeg"):
         image.save(buffer, "JPEG", quality=opts.jpeg_quality)
         mime = "image/jpeg"
     else:
@@ -419,7 +423,7 @@ def rotate(
             turn, Image.Transpose.ROTATE_270
         )
     )
-    return _encoded(_flatten(_resizable(turned)), opts, prepared.source_bytes)
+    return _encoded(_flatten(_resizable(turned)), opts, prepared.source_bytes, prepared.mime)
 
 
 def shrink(

@@ -12,6 +12,7 @@ import base64
 import contextlib
 import io
 import ipaddress
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -352,3 +353,14 @@ async def test_image_preparer_every_source(transport: ServerOnly, port: int) -> 
         assert same is remote and 448 <= shrunk.width < 1024
     finally:
         await preparer.aclose()
+
+
+async def test_image_workers_run_below_the_event_loop_priority() -> None:
+    preparer = ImagePreparer(settings())
+    try:
+        nice = await preparer._run(
+            lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        )
+    finally:
+        await preparer.aclose()
+    assert nice == os.getpriority(os.PRIO_PROCESS, 0) + 10 or nice == 19

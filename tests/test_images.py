@@ -358,6 +358,15 @@ def test_jpeg_output_format_setting() -> None:
     assert decoded(prepared).format == "JPEG"
 
 
+def test_auto_format_keeps_photos_jpeg_and_the_rest_png() -> None:
+    auto = ImageOptions(fmt="auto")
+    photo = encode(Image.new("RGB", (3000, 2000), "white"), "JPEG")
+    scan = encode(Image.new("RGB", (3000, 2000), "white"), "PNG")
+    assert prepare_bytes(photo, auto).mime == "image/jpeg"
+    assert prepare_bytes(scan, auto).mime == "image/png"
+    assert prepare_bytes(photo, OPTS).mime == "image/png"
+
+
 def test_big_jpeg_uses_draft_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     decoded_sizes: list[tuple[int, int]] = []
     original = JpegImagePlugin.JpegImageFile.load
