@@ -12,8 +12,8 @@ from fastapi import FastAPI
 from ocrflux import __version__
 from ocrflux.chat import ChatService
 from ocrflux.errors import install_handlers
-from ocrflux.fetch import ImagePreparer
 from ocrflux.observability import RequestIdMiddleware
+from ocrflux.preparation import ImagePreparer
 from ocrflux.routes import health, v1
 from ocrflux.settings import Settings
 from ocrflux.upstream import Upstream

@@ -10,9 +10,9 @@ import orjson
 from starlette.responses import Response, StreamingResponse
 
 from ocrflux.errors import APIError
-from ocrflux.fetch import ImagePreparer
 from ocrflux.images import ImageRejected, PreparedImage
 from ocrflux.pages import PageReader
+from ocrflux.preparation import ImagePreparer
 from ocrflux.protocol import ChatCompletionRequest, image_param
 from ocrflux.settings import Settings
 from ocrflux.shaping import normalize_checkboxes

@@ -1,4 +1,4 @@
-"""Getting images in: SSRF-guarded downloads, and the async `ImagePreparer` the app owns.
+"""Getting images in: SSRF-guarded downloads of remote image URLs.
 
 The guard resolves the host itself, refuses any non-public address (unless allow-listed), and
 then connects to the very address it checked (Host header + TLS SNI carry the name), so a DNS
@@ -9,32 +9,18 @@ Redirects are followed by hand, each hop checked the same way.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
-import os
 import socket
-import threading
-import warnings
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from typing import TypeVar
 
 import httpx
-from PIL import Image
 
 from ocrflux.images import (
-    ImageOptions,
     ImageRejected,
-    PreparedImage,
     format_mb,
-    prepare_bytes,
-    prepare_inline,
-    rotate,
-    shrink,
 )
 from ocrflux.settings import Settings
-from ocrflux.tokens import plan_max_side
 
 T = TypeVar("T")
 Resolver = Callable[[str], Awaitable[list[str]]]
@@ -216,77 +202,3 @@ class RemoteFetcher:
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-
-def _background() -> None:
-    """Lower this worker thread's CPU priority (Linux: per thread), best effort.
-
-    Pillow releases the GIL while decoding, resizing and encoding, so the workers compete with
-    the event loop only for cores; at nice 10 the loop wins whenever both want one.
-    """
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-
-
-class ImagePreparer:
-    """Owned by the app: every source in, PreparedImage out, CPU work in `image_workers` threads."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        resolver: Resolver | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self.options = ImageOptions.from_settings(settings)
-        self.min_side = settings.image_min_side
-        self.max_model_len = settings.max_model_len
-        self._pool = ThreadPoolExecutor(
-            settings.image_workers, thread_name_prefix="ocrflux-image", initializer=_background
-        )
-        self._fetcher = RemoteFetcher(settings, resolver=resolver, transport=transport)
-        # Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that: aligned with our
-        # limit it never refuses an image we accept, and still guards every other Image.open.
-        Image.MAX_IMAGE_PIXELS = settings.max_image_pixels
-        # Its warning band (limit..2x) holds only images we refuse anyway: noise in the logs.
-        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-
-    async def _run(self, fn: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, partial(fn, *args))
-
-    async def prepare(self, url: str) -> PreparedImage:
-        """`data:` URL, bare base64 or http(s) URL -> PreparedImage (ImageRejected if refused)."""
-        if url[:8].lower().startswith(("http://", "https://")):
-            data = await self._fetcher.fetch(url)
-            return await self._run(prepare_bytes, data, self.options)
-        return await self._run(prepare_inline, url, self.options)
-
-    async def rotate(self, image: PreparedImage, degrees: int) -> PreparedImage:
-        """Counter-clockwise by a multiple of 90 degrees (see images.rotate)."""
-        if degrees % 360 == 0:
-            return image
-        return await self._run(rotate, image, degrees, self.options)
-
-    async def fit(
-        self, images: Sequence[PreparedImage], text_tokens: int, max_tokens: int
-    ) -> list[PreparedImage]:
-        """Shrink images until images + text + max_tokens fit max_model_len, or ImageRejected."""
-        cap = plan_max_side(
-            [(i.width, i.height) for i in images],
-            text_tokens=text_tokens,
-            max_tokens=max_tokens,
-            max_model_len=self.max_model_len,
-            min_side=self.min_side,
-        )
-        if cap is None:  # the common case: no thread hop
-            return list(images)
-        return list(await asyncio.gather(*(self._shrunk(i, cap) for i in images)))
-
-    async def _shrunk(self, image: PreparedImage, cap: int) -> PreparedImage:
-        if max(image.width, image.height) <= cap:
-            return image
-        return await self._run(shrink, image, cap, self.options)
-
-    async def aclose(self) -> None:
-        await self._fetcher.aclose()
-        self._pool.shutdown(wait=False, cancel_futures=True)

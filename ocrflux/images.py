@@ -1,6 +1,6 @@
 """Image preparation: decode, refuse what is dangerous, normalise to what the model was trained on.
 
-Everything here except `ImagePreparer` is synchronous, pure CPU work (the preparer runs it in
+Everything here is synchronous, pure CPU work (`ocrflux.preparation.ImagePreparer` runs it in
 a bounded thread pool). The upstream only ever receives `data:` URLs.
 """
 

@@ -12,9 +12,9 @@ import orjson
 from starlette.responses import Response, StreamingResponse
 
 from ocrflux.errors import APIError
-from ocrflux.fetch import ImagePreparer
 from ocrflux.images import ImageRejected, PreparedImage
 from ocrflux.page_format import PageResponse, build_page_prompt, parse_page_response
+from ocrflux.preparation import ImagePreparer
 from ocrflux.protocol import (
     ChatCompletionRequest,
     OutputFormat,

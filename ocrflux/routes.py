@@ -19,15 +19,15 @@ from ocrflux.settings import Settings
 from ocrflux.upstream import Upstream
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_upstream(request: Request) -> Upstream:
+async def get_upstream(request: Request) -> Upstream:
     return request.app.state.upstream
 
 
-def get_chat(request: Request) -> ChatService:
+async def get_chat(request: Request) -> ChatService:
     return request.app.state.chat
 
 
@@ -36,7 +36,7 @@ UpstreamDep = Annotated[Upstream, Depends(get_upstream)]
 ChatDep = Annotated[ChatService, Depends(get_chat)]
 
 
-def require_api_key(request: Request, settings: SettingsDep) -> None:
+async def require_api_key(request: Request, settings: SettingsDep) -> None:
     """With API_KEYS set, `/v1/*` needs one of them as a bearer token."""
     if not settings.api_keys:
         return

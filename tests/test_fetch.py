@@ -24,8 +24,9 @@ import httpx
 import pytest
 from PIL import Image
 
-from ocrflux.fetch import ImagePreparer, RemoteFetcher, address_allowed, check_address
+from ocrflux.fetch import RemoteFetcher, address_allowed, check_address
 from ocrflux.images import ImageRejected
+from ocrflux.preparation import ImagePreparer
 from ocrflux.settings import Settings
 
 SERVER_IP = "127.0.0.2"
