@@ -59,7 +59,9 @@ class Settings(BaseSettings):
     image_min_side: int = Field(
         448, ge=28, description="Readable floor when shrinking images to fit the context."
     )
-    image_format: Literal["png", "jpeg"] = Field("png", description="Re-encoding format.")
+    image_format: Literal["png", "jpeg", "auto"] = Field(
+        "png", description="Re-encoding format (`auto`: JPEG for JPEG sources, else PNG)."
+    )
     image_jpeg_quality: int = Field(92, ge=1, le=100, description="JPEG quality when re-encoding.")
     image_workers: int = Field(2, ge=1, le=64, description="Threads for image work.")
     max_images_per_request: int = Field(32, ge=1, description="Images accepted in one request.")
