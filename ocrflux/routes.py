@@ -19,6 +19,8 @@ from ocrflux.settings import Settings
 from ocrflux.upstream import Upstream
 
 
+# Dependencies are `async def` on purpose: FastAPI runs a plain `def` dependency in the thread
+# pool, a thread hop per dependency per request (measured: 0.6 ms CPU per text request).
 async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
