@@ -157,7 +157,6 @@ class RealVLLM:
             "--enforce-eager",
             "--seed",
             "0",
-            "--disable-log-stats",
             *self.extra_args,
         ]
 
@@ -292,3 +291,17 @@ def _group_pids(pgid: int) -> Iterator[int]:
 
 def _group_alive(pgid: int) -> bool:
     return any(True for _ in _group_pids(pgid))
+
+
+def start_all(servers: Sequence[RealVLLM]) -> None:
+    """Start several servers at once (replicas); on any failure stop them all and raise."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, len(servers))) as pool:
+        futures = [pool.submit(server.start) for server in servers]
+        errors = [f.exception() for f in futures]
+    failed = [e for e in errors if e is not None]
+    if failed:
+        for server in servers:
+            server.stop()
+        raise failed[0]
