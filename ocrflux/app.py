@@ -16,6 +16,7 @@ from ocrflux.observability import RequestIdMiddleware
 from ocrflux.preparation import ImagePreparer
 from ocrflux.routes import health, v1
 from ocrflux.settings import Settings
+from ocrflux.transport import LeanTransport
 from ocrflux.upstream import Upstream
 
 logger = logging.getLogger("ocrflux")
@@ -44,7 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        upstream = Upstream(settings)
+        transport = LeanTransport(settings.pool_max_connections, settings.pool_max_keepalive)
+        upstream = Upstream(settings, transport=transport)
         images = ImagePreparer(settings)
         app.state.upstream = upstream
         app.state.chat = ChatService(settings, upstream, images)

@@ -1,0 +1,210 @@
+"""LeanTransport against tiny loopback servers that answer, stream, stall, break and lie."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpx
+import pytest
+
+from ocrflux.transport import LeanTransport
+from tests.support import free_port
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return await reader.readexactly(length)
+
+
+def answer(body: bytes, extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n%s\r\n" % (len(body), extra) + body
+
+
+class Server:
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self.handler(reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[tuple[Server, str]]]]:
+    servers: list[asyncio.Server] = []
+
+    async def start(handler: Handler) -> tuple[Server, str]:
+        server = Server(handler)
+        port = free_port()
+        servers.append(await asyncio.start_server(server._serve, "127.0.0.1", port))
+        return server, f"http://127.0.0.1:{port}"
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+def client(**timeouts: float) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=LeanTransport(max_connections=4, max_keepalive=2),
+        timeout=httpx.Timeout(**{"timeout": 5.0, **timeouts}),
+    )
+
+
+async def echo_forever(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while True:
+        body = await read_request(reader)
+        writer.write(answer(b"got " + body))
+        await writer.drain()
+
+
+async def test_requests_reuse_one_keep_alive_connection(serve) -> None:
+    server, url = await serve(echo_forever)
+    async with client() as c:
+        for n in range(3):
+            response = await c.post(url + "/x", content=b"%d" % n)
+            assert response.status_code == 200
+            assert response.content == b"got %d" % n
+    assert server.connections == 1
+
+
+async def test_large_body_goes_out_whole(serve) -> None:
+    _, url = await serve(echo_forever)
+    body = bytes(range(256)) * 8192  # 2 MB: sent with writelines and flow control
+    async with client() as c:
+        response = await c.post(url, content=body)
+    assert response.content == b"got " + body
+
+
+async def test_chunked_stream_arrives_piece_by_piece(serve) -> None:
+    release = asyncio.Event()
+
+    async def stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await writer.drain()
+        await release.wait()
+        writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
+        await writer.drain()
+
+    _, url = await serve(stream)
+    async with client() as c, c.stream("POST", url, content=b"{}") as response:
+        pieces = response.aiter_raw()
+        assert await anext(pieces) == b"first"  # before the server sends the rest
+        release.set()
+        assert [p async for p in pieces] == [b"second"]
+
+
+async def test_connection_closed_without_an_answer_is_retryable(serve) -> None:
+    async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+
+    _, url = await serve(drop)
+    async with client() as c:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await c.post(url, content=b"{}")
+
+
+async def test_stream_broken_midway_raises_read_error(serve) -> None:
+    async def half(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
+        await writer.drain()
+
+    _, url = await serve(half)
+    async with client() as c:
+        with pytest.raises(httpx.ReadError):
+            await c.post(url, content=b"{}")
+
+
+async def test_garbage_is_a_protocol_error(serve) -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"<html>not http</html>\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    _, url = await serve(garbage)
+    async with client() as c:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await c.post(url, content=b"{}")
+
+
+async def test_silence_is_a_read_timeout(serve) -> None:
+    async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await asyncio.sleep(5)
+
+    _, url = await serve(stall)
+    async with client(read=0.2) as c:
+        with pytest.raises(httpx.ReadTimeout):
+            await c.post(url, content=b"{}")
+
+
+async def test_nothing_listening_is_a_connect_error() -> None:
+    async with client() as c:
+        with pytest.raises(httpx.ConnectError):
+            await c.post(f"http://127.0.0.1:{free_port()}/", content=b"{}")
+
+
+async def test_idle_connection_closed_by_the_server_is_replaced(serve) -> None:
+    async def one_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(answer(b"ok"))  # keep-alive promised, then closed anyway
+        await writer.drain()
+
+    server, url = await serve(one_then_close)
+    async with client() as c:
+        assert (await c.post(url, content=b"{}")).content == b"ok"
+        await asyncio.sleep(0.05)
+        assert (await c.post(url, content=b"{}")).content == b"ok"
+    assert server.connections == 2
+
+
+async def test_closing_a_stream_early_closes_its_connection(serve) -> None:
+    gone = asyncio.Event()
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        try:
+            for _ in range(200):
+                writer.write(b"4\r\ndata\r\n")
+                await writer.drain()
+                await asyncio.sleep(0.01)
+        except ConnectionError:
+            gone.set()
+
+    _, url = await serve(endless)
+    async with client() as c, c.stream("POST", url, content=b"{}") as response:
+        assert await anext(response.aiter_raw())
+    await asyncio.wait_for(gone.wait(), 3)  # the upstream learns the client went away
+
+
+async def test_pool_limit_waits_then_times_out(serve) -> None:
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await asyncio.sleep(1)
+        writer.write(answer(b"late"))
+        await writer.drain()
+
+    _, url = await serve(slow)
+    async with client(pool=0.2) as c:
+        busy = [asyncio.ensure_future(c.post(url, content=b"{}")) for _ in range(4)]
+        await asyncio.sleep(0.1)
+        with pytest.raises(httpx.PoolTimeout):
+            await c.post(url, content=b"{}")
+        assert all(r.content == b"late" for r in await asyncio.gather(*busy))
