@@ -89,16 +89,20 @@ def main(argv: list[str] | None = None) -> None:
             driver = Driver(fake, workdir, opts)
             for mode in ("passthrough", "ocrflux"):
                 todo = [w for w in workloads if w.mode == mode]
-                if not todo and not args.rss_requests:
-                    continue
-                with (
-                    open(workdir / f"gateway-{mode}.log", "wb") as log,
-                    gateway_for(fake, mode, opts, log) as gateway,
-                ):
-                    print(f"gateway ({mode}) pid {gateway.proc.pid} at {gateway.url}", flush=True)
-                    for w in todo:
-                        reports.append(driver.run(gateway, w))
-                    if args.rss_requests:
+                if todo:
+                    with (
+                        open(workdir / f"gateway-{mode}.log", "wb") as log,
+                        gateway_for(fake, mode, opts, log) as gateway,
+                    ):
+                        print(f"gateway ({mode}) pid {gateway.proc.pid}", flush=True)
+                        for w in todo:
+                            reports.append(driver.run(gateway, w))
+                if args.rss_requests:
+                    # A fresh gateway: the allocator keeps what earlier image work used.
+                    with (
+                        open(workdir / f"gateway-rss-{mode}.log", "wb") as log,
+                        gateway_for(fake, mode, opts, log) as gateway,
+                    ):
                         rss.append(driver.rss(gateway, mode))
     finally:
         fake.stop()

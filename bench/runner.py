@@ -130,6 +130,7 @@ class Driver:
             record=False, delay=self.opts.rss_hold, **{**DEFAULT_FAKE, "answer": answer}
         )
         pid = gateway.proc.pid
+        burst(gateway.url + CHAT, body, 2)  # warm: imports, pools, first allocations
         time.sleep(0.2)
         baseline = procs.memory_kib(pid)["VmRSS"] / 1024
         procs.reset_peak(pid)
