@@ -44,6 +44,10 @@ PAGE_SAMPLING_FIELDS = (
 )
 # The OCRFlux toolkit raises the temperature by this much for each re-ask of a page.
 TEMPERATURE_STEP = 0.1
+# The toolkit samples with vLLM's SamplingParams defaults. vLLM's server instead defaults to the
+# model's generation_config (Qwen2.5-VL's: top_k 1, top_p 0.001, repetition_penalty 1.05), under
+# which a higher temperature changes nothing; so page calls state the toolkit's values.
+TOOLKIT_SAMPLING = {"top_p": 1.0, "top_k": -1, "repetition_penalty": 1.0}
 
 
 @dataclass
@@ -119,7 +123,7 @@ class PageReader:
         return orjson.dumps(body)
 
     def _sampling(self, raw: dict[str, Any], request: ChatCompletionRequest) -> dict[str, Any]:
-        sampling = {k: raw[k] for k in PAGE_SAMPLING_FIELDS if k in raw}
+        sampling = {**TOOLKIT_SAMPLING, **{k: raw[k] for k in PAGE_SAMPLING_FIELDS if k in raw}}
         sampling["max_tokens"] = request.token_limit or self.settings.page_max_tokens
         if request.temperature is not None:
             sampling["temperature"] = request.temperature

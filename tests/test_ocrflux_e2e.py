@@ -110,7 +110,21 @@ def test_invalid_answer_is_asked_again_with_a_higher_temperature(
     response = post(ocrflux_gateway, page_request((600, 800)))
     assert response.json()["choices"][0]["message"]["content"] == english["expected"]["markdown"]
     assert [r["body"]["temperature"] for r in fake.requests()] == [0.0, 0.1]
+    # Without these vLLM applies the model's generation_config (top_k 1): no sampling at all.
+    for sent in fake.requests():
+        assert (sent["body"]["top_k"], sent["body"]["top_p"]) == (-1, 1.0)
+        assert sent["body"]["repetition_penalty"] == 1.0
     assert "x-ocrflux-fallback-pages" not in response.headers
+
+
+def test_client_sampling_fields_override_the_toolkit_defaults(
+    ocrflux_gateway: Process, fake: FakeVLLMProcess
+) -> None:
+    fake.control(page_answers={"600x800": [fixture("english_page")["answer"]]})
+    post(ocrflux_gateway, page_request((600, 800), top_k=20, seed=3, stop=["x"], max_tokens=99))
+    body = fake.requests()[0]["body"]
+    assert (body["top_k"], body["top_p"], body["seed"], body["max_tokens"]) == (20, 1.0, 3, 99)
+    assert "stop" not in body
 
 
 def test_page_that_never_decodes_falls_back_to_raw_text_and_is_marked(
