@@ -358,9 +358,12 @@ def html_to_matrix(html: str) -> str:
 
 
 def convert_table(table: str) -> str:
-    """`matrix_to_html`, or on any malformation the table text with its markers removed."""
+    """`matrix_to_html`, or on any malformation the table text with its markers removed.
+
+    Markers left inside cells (a nested table) are removed as well: a cell marker is never
+    content."""
     try:
-        return matrix_to_html(table)
+        return _MARKER_TAGS.sub("", matrix_to_html(table))
     except TableFormatError:
         return _MARKER_TAGS.sub("", table)
 

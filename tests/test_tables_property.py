@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ocrflux.page_format import (
@@ -83,6 +83,8 @@ def test_page_with_matrix_table_renders_the_html_table(table: tuple[str, int, in
     assert render_page(page) == f"# Title\n\n{original}\n\nAfter."
 
 
+@example("<td><l></td>")  # found by hypothesis: a marker cell outside any table
+@example("<table><td><table><td><l>")  # found by hypothesis: a nested table
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(
