@@ -7,9 +7,10 @@ import logging
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 from starlette.responses import Response, StreamingResponse
 
-from ocrflux.errors import APIError
+from ocrflux.errors import APIError, from_validation_error
 from ocrflux.images import ImageRejected, PreparedImage
 from ocrflux.pages import PageReader
 from ocrflux.preparation import ImagePreparer
@@ -38,17 +39,33 @@ class ChatService:
         self.images = images
         self.pages = PageReader(settings, upstream, images)
 
-    async def complete(
-        self, raw: dict[str, Any], request: ChatCompletionRequest, request_id: str
-    ) -> Response:
+    async def complete(self, raw: dict[str, Any], request_id: str) -> Response:
+        """Validate, prepare and answer one request (`raw` is the client's JSON, owned here)."""
+        try:
+            request = ChatCompletionRequest.model_validate(raw)
+        except ValidationError as exc:
+            raise from_validation_error(exc) from None
         images = await self.prepare_images(request)
         if images and self.settings.prompt_mode == "ocrflux":
             return await self.pages.respond(images, raw, request, request_id)
+        body = await self.passthrough_body(raw, request, images)
+        model, stream = request.model, request.stream
+        # Only `body` is needed from here: a request waiting for vLLM then holds one copy of
+        # its images instead of three (the parsed JSON, the validated model, the body).
+        del raw, request, images
+        return await self.forward(body, model, stream, request_id)
+
+    async def passthrough_body(
+        self, raw: dict[str, Any], request: ChatCompletionRequest, images: list[PreparedImage]
+    ) -> bytes:
+        """The client's own JSON with prepared images, our model name, and no gateway fields."""
         if images:
             images = await self.fit_to_context(images, request)
             for (i, j, _), image in zip(request.image_parts(), images, strict=True):
                 raw["messages"][i]["content"][j]["image_url"]["url"] = image.data_url
-        return await self.forward(raw, request, request_id)
+        raw["model"] = self.settings.ocrflux_model
+        raw.pop("output_format", None)
+        return orjson.dumps(raw)
 
     async def prepare_images(self, request: ChatCompletionRequest) -> list[PreparedImage]:
         parts = request.image_parts()
@@ -83,21 +100,16 @@ class ChatService:
                 exc.status, exc.message, param="messages", code="context_length_exceeded"
             ) from exc
 
-    async def forward(
-        self, raw: dict[str, Any], request: ChatCompletionRequest, request_id: str
-    ) -> Response:
-        """Send the client's own messages (passthrough, or text-only in ocrflux mode)."""
-        raw["model"] = self.settings.ocrflux_model
-        raw.pop("output_format", None)
-        body = orjson.dumps(raw)
-        if request.stream:
+    async def forward(self, body: bytes, model: str, stream: bool, request_id: str) -> Response:
+        """Send a body to vLLM; answer with the client's model name (passthrough, text-only)."""
+        if stream:
             response = await self.upstream.send(body, request_id)
-            rewrite = ModelRewriter(self.settings.ocrflux_model, request.model)
+            rewrite = ModelRewriter(self.settings.ocrflux_model, model)
             return StreamingResponse(
                 relay(response, rewrite), media_type="text/event-stream", headers=SSE_HEADERS
             )
         data = await self.upstream.chat(body, request_id)
-        data["model"] = request.model
+        data["model"] = model
         if self.settings.passthrough_checkboxes:
             for choice in data["choices"]:
                 message = choice.get("message") or {}

@@ -9,12 +9,10 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
-from pydantic import ValidationError
 from starlette.responses import Response
 
 from ocrflux.chat import ChatService, json_response
-from ocrflux.errors import APIError, from_validation_error
-from ocrflux.protocol import ChatCompletionRequest
+from ocrflux.errors import APIError
 from ocrflux.settings import Settings
 from ocrflux.upstream import Upstream
 
@@ -87,14 +85,12 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
 
 @v1.post("/chat/completions")
 async def chat_completions(request: Request, settings: SettingsDep, chat: ChatDep) -> Response:
-    raw = await read_json(request, settings.max_request_bytes)
-    try:
-        parsed = ChatCompletionRequest.model_validate(raw)
-    except ValidationError as exc:
-        raise from_validation_error(exc) from None
     try:
         async with asyncio.timeout(settings.total_timeout):
-            return await chat.complete(raw, parsed, request.state.request_id)
+            # The body goes straight to the service, which owns it (and lets go of it early).
+            return await chat.complete(
+                await read_json(request, settings.max_request_bytes), request.state.request_id
+            )
     except TimeoutError:
         raise APIError(
             504, f"the request took longer than {settings.total_timeout:g} s", code="timeout"
