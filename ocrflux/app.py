@@ -45,7 +45,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        transport = LeanTransport(settings.pool_max_connections, settings.pool_max_keepalive)
+        transport = None  # httpx's own (httpcore), the fallback if ours ever misbehaves
+        if settings.upstream_transport == "lean":
+            transport = LeanTransport(settings.pool_max_connections, settings.pool_max_keepalive)
         upstream = Upstream(settings, transport=transport)
         images = ImagePreparer(settings)
         app.state.upstream = upstream

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     total_timeout: float = Field(600.0, gt=0, description="Deadline for a whole request.")
     pool_max_connections: int = Field(256, ge=1, description="Upstream connection pool size.")
     pool_max_keepalive: int = Field(64, ge=0, description="Idle upstream connections kept.")
+    upstream_transport: Literal["lean", "httpx"] = Field(
+        "lean", description="`lean`: the gateway's httptools transport; `httpx`: httpcore."
+    )
     health_check_interval: float = Field(
         15.0, ge=0, description="Seconds between background upstream checks (0: off)."
     )

@@ -183,3 +183,22 @@ def test_without_api_keys_any_key_or_none_is_accepted(passthrough_gateway: Proce
         post(passthrough_gateway, TEXT, headers={"Authorization": "Bearer whatever"}).status_code
         == 200
     )
+
+
+def test_httpx_transport_fallback_keeps_the_same_behaviour(
+    make_gateway: Callable[..., Process], fake: FakeVLLMProcess
+) -> None:
+    gateway = make_gateway(prompt_mode="passthrough", upstream_transport="httpx")
+    fake.control(drop=1)
+    assert post(gateway, TEXT).status_code == 200  # dropped connection retried
+    fake.control(fail=[503])
+    assert post(gateway, TEXT).status_code == 200  # retryable status retried
+    fake.control(garbage=1)
+    assert post(gateway, TEXT).status_code == 502
+    fake.control(answer="a b c", stream_chunks=3)
+    with httpx.stream(
+        "POST", f"{gateway.url}/v1/chat/completions", json={**TEXT, "stream": True}, timeout=10
+    ) as response:
+        events = [line for line in response.iter_lines() if line.startswith("data:")]
+    assert events[-1] == "data: [DONE]" and len(events) >= 5
+    assert len(fake.requests()) == 6
