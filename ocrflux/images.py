@@ -314,12 +314,27 @@ def prepare_inline(url: str, opts: ImageOptions) -> PreparedImage:
 
     Pixels are decoded only when something has to change: Image.open reads the header alone.
     """
+    prepared = _prepare_inline(url, opts, decode_pixels=True)
+    assert prepared is not None  # with decode_pixels, every path returns an image
+    return prepared
+
+
+def check_inline(url: str, opts: ImageOptions) -> PreparedImage | None:
+    """`prepare_inline` without touching pixels: None when the image needs pixel work.
+
+    Header-only work (base64 check, sniffing, the header): ~0.2 ms for a 1 MB page, cheap
+    enough for the event loop, which then skips a thread hop for the common case.
+    """
+    return _prepare_inline(url, opts, decode_pixels=False)
+
+
+def _prepare_inline(url: str, opts: ImageOptions, *, decode_pixels: bool) -> PreparedImage | None:
     declared, b64 = split_inline(url)
     _check_encoded_size(b64, opts.max_bytes)
     data, strict = _b64decode(b64)
     mime, image = _inspect(data, opts)
     if _needs_work(image, mime, opts.max_side):
-        return _normalize(image, mime, opts, len(data))
+        return _normalize(image, mime, opts, len(data)) if decode_pixels else None
     if not strict or declared not in _MIME_ALIASES[mime]:
         url = _data_url(mime, b64 if strict else pybase64.b64encode(data).decode("ascii"))
     return PreparedImage(url, image.width, image.height, mime, False, len(data))

@@ -9,6 +9,7 @@ connecting anywhere.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import contextlib
 import io
 import ipaddress
@@ -365,3 +366,24 @@ async def test_image_workers_run_below_the_event_loop_priority() -> None:
     finally:
         await preparer.aclose()
     assert nice == os.getpriority(os.PRIO_PROCESS, 0) + 10 or nice == 19
+
+
+async def test_an_image_that_needs_no_change_skips_the_thread_pool() -> None:
+    preparer = ImagePreparer(settings())
+
+    class NoThreads(concurrent.futures.Executor):
+        def submit(self, *args: object, **kwargs: object) -> concurrent.futures.Future[object]:
+            raise AssertionError("the thread pool was used")
+
+    pool, preparer._pool = preparer._pool, NoThreads()
+    try:
+        url = "data:image/png;base64," + base64.b64encode(png_bytes((640, 480))).decode()
+        prepared = await preparer.prepare(url)
+        assert prepared.data_url is url
+        with pytest.raises(AssertionError, match="thread pool"):  # a big one still goes there
+            await preparer.prepare(
+                "data:image/png;base64," + base64.b64encode(png_bytes((3000, 2000))).decode()
+            )
+    finally:
+        preparer._pool = pool
+        await preparer.aclose()
