@@ -14,7 +14,7 @@ ready=$(date +%s)
 echo "real-vllm setup: $(( ready - began )) s"
 
 status=0
-"$PYTHON" -m pytest -m real_vllm tests/real_vllm -p no:randomly -rfE --durations=5 "$@" || status=$?
+"$PYTHON" -m pytest -m real_vllm tests/real_vllm tests/test_deploy_scripts.py -p no:randomly -rfE --durations=5 "$@" || status=$?
 echo "real-vllm suite: $(( $(date +%s) - ready )) s (setup $(( ready - began )) s)"
 if [[ $status -ne 0 ]]; then
     # The servers' own logs say why a start-up or request failed.
