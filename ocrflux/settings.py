@@ -63,7 +63,7 @@ class Settings(BaseSettings):
         448, ge=28, description="Readable floor when shrinking images to fit the context."
     )
     image_format: Literal["png", "jpeg", "auto"] = Field(
-        "png", description="Re-encoding format (`auto`: JPEG for JPEG sources, else PNG)."
+        "auto", description="Re-encoding: `png`, `jpeg`, or `auto` (JPEG for JPEG sources)."
     )
     image_jpeg_quality: int = Field(92, ge=1, le=100, description="JPEG quality when re-encoding.")
     image_workers: int = Field(2, ge=1, le=64, description="Threads for image work.")
