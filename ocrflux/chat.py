@@ -17,13 +17,11 @@ from ocrflux.preparation import ImagePreparer
 from ocrflux.protocol import ChatCompletionRequest, image_param
 from ocrflux.settings import Settings
 from ocrflux.shaping import normalize_checkboxes
-from ocrflux.sse import ModelRewriter, relay
+from ocrflux.sse import SSE_HEADERS, ModelRewriter, relay
 from ocrflux.tokens import estimate_text_tokens
 from ocrflux.upstream import Upstream
 
 logger = logging.getLogger("ocrflux.chat")
-
-SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
 def json_response(data: Any, headers: dict[str, str] | None = None) -> Response:
@@ -31,7 +29,7 @@ def json_response(data: Any, headers: dict[str, str] | None = None) -> Response:
 
 
 class ChatService:
-    """Turns a validated request into the client's response."""
+    """Turns a client's chat-completion JSON into the client's response."""
 
     def __init__(self, settings: Settings, upstream: Upstream, images: ImagePreparer) -> None:
         self.settings = settings
@@ -50,8 +48,8 @@ class ChatService:
             return await self.pages.respond(images, raw, request, request_id)
         body = await self.passthrough_body(raw, request, images)
         model, stream = request.model, request.stream
-        # Only `body` is needed from here: a request waiting for vLLM then holds one copy of
-        # its images instead of three (the parsed JSON, the validated model, the body).
+        # Only `body` is needed from here: a request waiting for vLLM then holds its images
+        # once (in the body), not also in the parsed JSON the validated model shares.
         del raw, request, images
         return await self.forward(body, model, stream, request_id)
 

@@ -25,7 +25,7 @@ from ocrflux.protocol import (
 )
 from ocrflux.settings import Settings
 from ocrflux.shaping import infer_output_format, shape_pages
-from ocrflux.sse import DONE, event
+from ocrflux.sse import DONE, SSE_HEADERS, event
 from ocrflux.tokens import estimate_text_tokens
 from ocrflux.upstream import Upstream
 
@@ -160,7 +160,7 @@ class PageReader:
             return StreamingResponse(
                 self._stream(tasks, request, fmt),
                 media_type="text/event-stream",
-                headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+                headers=SSE_HEADERS,
             )
         try:
             results = await asyncio.gather(*tasks)

@@ -14,6 +14,8 @@ from ocrflux.errors import APIError
 logger = logging.getLogger("ocrflux.sse")
 
 DONE = b"data: [DONE]\n\n"
+# No caching, and no buffering by a proxy in between (nginx honours X-Accel-Buffering).
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
 def event(data: dict[str, Any]) -> bytes:
