@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -62,7 +62,11 @@ def check(url: str, body: bytes, workload: Workload) -> None:
 
 class Driver:
     def __init__(
-        self, fake: procs.FakeVLLMProcess, workdir: Path, opts: Options, say: object = print
+        self,
+        fake: procs.FakeVLLMProcess,
+        workdir: Path,
+        opts: Options,
+        say: Callable[[str], object] = print,
     ) -> None:
         self.fake = fake
         self.workdir = workdir

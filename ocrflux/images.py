@@ -258,7 +258,7 @@ def _open(data: bytes, mime: str, max_pixels: int) -> Image.Image:
 def _orientation(image: Image.Image) -> int:
     """EXIF orientation from the header only (Image.getexif() may decode a whole PNG)."""
     if image.format == "TIFF":
-        value = image.getexif().get(_ORIENTATION_TAG, 1)  # type: ignore[attr-defined]
+        value = image.getexif().get(_ORIENTATION_TAG, 1)
     else:
         raw = image.info.get("exif")
         if not raw:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,7 +184,7 @@ class PageReader:
 
     async def _stream(
         self,
-        tasks: list[asyncio.Future[PageResult]],
+        tasks: Sequence[asyncio.Future[PageResult]],
         request: ChatCompletionRequest,
         fmt: OutputFormat,
     ) -> AsyncIterator[bytes]:
