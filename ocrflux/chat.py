@@ -14,7 +14,7 @@ from ocrflux.errors import APIError, from_validation_error
 from ocrflux.images import ImageRejected, PreparedImage
 from ocrflux.pages import PageReader
 from ocrflux.preparation import ImagePreparer
-from ocrflux.protocol import ChatCompletionRequest, image_param
+from ocrflux.protocol import ChatCompletionRequest, image_param, json_response
 from ocrflux.settings import Settings
 from ocrflux.shaping import normalize_checkboxes
 from ocrflux.sse import SSE_HEADERS, ModelRewriter, relay
@@ -22,10 +22,6 @@ from ocrflux.tokens import estimate_text_tokens
 from ocrflux.upstream import Upstream
 
 logger = logging.getLogger("ocrflux.chat")
-
-
-def json_response(data: Any, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(data), media_type="application/json", headers=headers)
 
 
 class ChatService:

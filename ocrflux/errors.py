@@ -6,12 +6,13 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+
+from ocrflux.protocol import json_response
 
 logger = logging.getLogger("ocrflux")
 
@@ -60,12 +61,7 @@ class APIError(Exception):
         }
 
     def response(self) -> Response:
-        return Response(
-            orjson.dumps(self.body()),
-            status_code=self.status,
-            media_type="application/json",
-            headers=self.headers,
-        )
+        return json_response(self.body(), status=self.status, headers=self.headers)
 
 
 def param_path(loc: Sequence[int | str]) -> str:

@@ -21,6 +21,7 @@ from ocrflux.protocol import (
     Usage,
     chunk_body,
     completion_body,
+    json_response,
     new_completion_id,
 )
 from ocrflux.settings import Settings
@@ -180,7 +181,7 @@ class PageReader:
         )
         fallback = [str(n) for n, r in enumerate(results, start=1) if r.page is None]
         headers = {FALLBACK_HEADER: ",".join(fallback)} if fallback else None
-        return Response(orjson.dumps(body), media_type="application/json", headers=headers)
+        return json_response(body, headers=headers)
 
     async def _stream(
         self,

@@ -6,7 +6,9 @@ import time
 import uuid
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from starlette.responses import Response
 
 OutputFormat = Literal["markdown", "list", "json"]
 
@@ -179,3 +181,10 @@ def chunk_body(
     if usage:
         body["usage"] = usage.model_dump()
     return body
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON body serialised by orjson (every JSON answer of the gateway goes through here)."""
+    return Response(
+        orjson.dumps(data), status_code=status, media_type="application/json", headers=headers
+    )

@@ -11,8 +11,9 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from ocrflux.chat import ChatService, json_response
+from ocrflux.chat import ChatService
 from ocrflux.errors import APIError
+from ocrflux.protocol import json_response
 from ocrflux.settings import Settings
 from ocrflux.upstream import Upstream
 
@@ -140,6 +141,4 @@ async def readiness(upstream: UpstreamDep, settings: SettingsDep) -> Response:
         "model": settings.ocrflux_model,
         "upstream": report,
     }
-    return Response(
-        orjson.dumps(body), status_code=200 if ready else 503, media_type="application/json"
-    )
+    return json_response(body, status=200 if ready else 503)

@@ -80,6 +80,10 @@ def upstream_error(status: int, content: bytes) -> APIError:
     return APIError(status, f"upstream returned HTTP {status}: {text}", code="upstream_error")
 
 
+def upstream_timeout() -> APIError:
+    return APIError(504, "the model server timed out", code="upstream_timeout")
+
+
 class Upstream:
     """Sends chat completions to vLLM replicas through one pooled `httpx.AsyncClient`."""
 
@@ -154,7 +158,7 @@ class Upstream:
                 await self._sleep(self._backoff(attempt, None))
                 continue
             except httpx.TimeoutException as exc:
-                raise APIError(504, "the model server timed out", code="upstream_timeout") from exc
+                raise upstream_timeout() from exc
 
             if response.status_code < 400:
                 return response
@@ -183,7 +187,7 @@ class Upstream:
         try:
             content = await response.aread()
         except httpx.TimeoutException as exc:
-            raise APIError(504, "the model server timed out", code="upstream_timeout") from exc
+            raise upstream_timeout() from exc
         except httpx.TransportError as exc:
             raise APIError(
                 502, "the model server dropped the connection", code="upstream_error"
