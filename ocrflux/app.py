@@ -11,13 +11,13 @@ from fastapi import FastAPI
 
 from ocrflux import __version__
 from ocrflux.chat import ChatService
+from ocrflux.engines.vllm import VLLMEngine
 from ocrflux.errors import install_handlers
 from ocrflux.observability import RequestIdMiddleware
 from ocrflux.preparation import ImagePreparer
 from ocrflux.routes import health, v1
 from ocrflux.settings import Settings
-from ocrflux.transport import LeanTransport
-from ocrflux.upstream import Upstream
+from ocrflux.upstream import LeanTransport, Upstream
 
 logger = logging.getLogger("ocrflux")
 
@@ -51,7 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         upstream = Upstream(settings, transport=transport)
         images = ImagePreparer(settings)
         app.state.upstream = upstream
-        app.state.chat = ChatService(settings, upstream, images)
+        engine = VLLMEngine(settings, upstream, images)
+        app.state.chat = ChatService(settings, upstream, images, engine)
         await report_upstream(upstream)
         poller = None
         if settings.health_check_interval > 0:

@@ -10,6 +10,7 @@ import orjson
 from pydantic import ValidationError
 from starlette.responses import Response, StreamingResponse
 
+from ocrflux.engines import PageEngine
 from ocrflux.errors import APIError, from_validation_error
 from ocrflux.images import ImageRejected, PreparedImage
 from ocrflux.pages import PageReader
@@ -27,11 +28,13 @@ logger = logging.getLogger("ocrflux.chat")
 class ChatService:
     """Turns a client's chat-completion JSON into the client's response."""
 
-    def __init__(self, settings: Settings, upstream: Upstream, images: ImagePreparer) -> None:
+    def __init__(
+        self, settings: Settings, upstream: Upstream, images: ImagePreparer, engine: PageEngine
+    ) -> None:
         self.settings = settings
         self.upstream = upstream
         self.images = images
-        self.pages = PageReader(settings, upstream, images)
+        self.pages = PageReader(settings, engine)
 
     async def complete(self, raw: dict[str, Any], request_id: str) -> Response:
         """Validate, prepare and answer one request (`raw` is the client's JSON, owned here)."""

@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterator
 import openai
 import pytest
 
+from ocrflux.engines.vllm import TEMPERATURE_STEP
 from ocrflux.page_format import build_page_prompt
-from ocrflux.pages import FALLBACK_HEADER, TEMPERATURE_STEP
+from ocrflux.pages import FALLBACK_HEADER
 from tests.real_vllm.conftest import sdk
 from tests.real_vllm.helpers import RecordingProxy, image_message, png_data_url
 from tests.real_vllm.vllm_server import DEFAULT_MODEL_NAME, RealVLLM
