@@ -15,7 +15,7 @@ from ocrflux.engines.vllm import VLLMEngine
 from ocrflux.errors import install_handlers
 from ocrflux.observability import RequestIdMiddleware
 from ocrflux.preparation import ImagePreparer
-from ocrflux.routes import health, v1
+from ocrflux.routes import ROUTERS
 from ocrflux.settings import Settings
 from ocrflux.upstream import LeanTransport, Upstream
 
@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_handlers(app)
-    app.include_router(health)
-    app.include_router(v1)
+    for router in ROUTERS:
+        app.include_router(router)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -1,19 +1,15 @@
-"""Thin HTTP routes: read, validate, delegate, answer."""
+"""What every route shares: dependencies, the API-key check, reading a JSON body once."""
 
 from __future__ import annotations
 
-import asyncio
 import hmac
-import time
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Request
-from starlette.responses import Response
+from fastapi import Depends, Request
 
 from ocrflux.chat import ChatService
 from ocrflux.errors import APIError
-from ocrflux.protocol import json_response
 from ocrflux.settings import Settings
 from ocrflux.upstream import Upstream
 
@@ -54,10 +50,6 @@ async def require_api_key(request: Request, settings: SettingsDep) -> None:
         )
 
 
-health = APIRouter()
-v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
-
-
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
     """The body as a JSON object, read once, refusing more than `limit` bytes."""
     declared = request.headers.get("content-length")
@@ -82,63 +74,3 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise APIError(400, "request body must be a JSON object", code="invalid_json")
     return data
-
-
-@v1.post("/chat/completions")
-async def chat_completions(request: Request, settings: SettingsDep, chat: ChatDep) -> Response:
-    try:
-        async with asyncio.timeout(settings.total_timeout):
-            # The body goes straight to the service, which owns it (and lets go of it early).
-            return await chat.complete(
-                await read_json(request, settings.max_request_bytes), request.state.request_id
-            )
-    except TimeoutError:
-        raise APIError(
-            504, f"the request took longer than {settings.total_timeout:g} s", code="timeout"
-        ) from None
-
-
-@v1.get("/models")
-async def list_models(settings: SettingsDep) -> Response:
-    model = {
-        "id": settings.ocrflux_model,
-        "object": "model",
-        "created": int(time.time()),
-        "owned_by": "ocrflux",
-    }
-    return json_response({"object": "list", "data": [model]})
-
-
-@health.get("/health")
-async def liveness(upstream: UpstreamDep) -> Response:
-    """Always fast: the gateway is alive; upstream state is the last background check's."""
-    replicas = [
-        {"url": r.base_url, "reachable": r.reachable, "checked_at": r.checked_at}
-        for r in upstream.replicas
-    ]
-    return json_response({"status": "ok", "upstream": replicas})
-
-
-@health.get("/ready")
-async def readiness(upstream: UpstreamDep, settings: SettingsDep) -> Response:
-    """200 when a replica is healthy and serves OCRFLUX_MODEL; 503 otherwise, saying why."""
-    replicas = await upstream.check()
-    report = []
-    for replica in replicas:
-        mismatch = upstream.model_mismatch(replica)
-        report.append(
-            {
-                "url": replica.base_url,
-                "reachable": replica.reachable,
-                "served_models": replica.served_models,
-                "error": replica.error,
-                "model_mismatch": mismatch,
-            }
-        )
-    ready = any(r["reachable"] and not r["model_mismatch"] for r in report)
-    body = {
-        "status": "ready" if ready else "not_ready",
-        "model": settings.ocrflux_model,
-        "upstream": report,
-    }
-    return json_response(body, status=200 if ready else 503)
