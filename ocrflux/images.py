@@ -120,6 +120,21 @@ def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     return max(1, (2 * width * max_side + height) // (2 * height)), max_side
 
 
+def toolkit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """OCRFlux's page size: the longest side becomes exactly `max_side`, small pages upscaled.
+
+    The other side is truncated as the toolkit's `image_utils.get_page_image` does, float
+    arithmetic included (`int(height * (max_side / width))`, so 98x49 -> 1024x511, not 512);
+    a square is treated as portrait there, with the same result. At least 1 pixel (the
+    toolkit would make a 0-pixel side for a 5000x1 page). `max_side` 0: unchanged.
+    """
+    if max_side <= 0:
+        return width, height
+    if width > height:
+        return max_side, max(1, int(height * (max_side / width)))
+    return max(1, int(width * (max_side / height))), max_side
+
+
 # --- decoding the client's string -------------------------------------------------------------
 
 
@@ -189,11 +204,12 @@ def sniff_mime(data: bytes) -> str:
         return "image/bmp"
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return "image/tiff"
-    raise ImageRejected(f"unsupported image format: {_describe(data)}")
+    found = describe(data) or "unknown (not a PNG, JPEG, WebP, GIF, BMP or TIFF image)"
+    raise ImageRejected(f"unsupported image format: {found}")
 
 
-def _describe(data: bytes) -> str:
-    """A name for a refused payload, so the client learns what it actually sent."""
+def describe(data: bytes) -> str | None:
+    """A name for a refused payload (None if unknown), so the client learns what it sent."""
     head = data[:1024]
     if head[4:8] == b"ftyp":
         brand = head[8:12]
@@ -221,7 +237,7 @@ def _describe(data: bytes) -> str:
         return "image/svg+xml"
     if text.startswith((b"{", b"[")):
         return "application/json"
-    return "unknown (not a PNG, JPEG, WebP, GIF, BMP or TIFF image)"
+    return None
 
 
 def _check_size(image: Image.Image, max_pixels: int) -> None:

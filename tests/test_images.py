@@ -8,6 +8,8 @@ import struct
 import zlib
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image, ImageFile, JpegImagePlugin
 
 from ocrflux.images import (
@@ -22,6 +24,7 @@ from ocrflux.images import (
     scaled_size,
     shrink,
     sniff_mime,
+    toolkit_size,
 )
 
 OPTS = ImageOptions()
@@ -270,6 +273,42 @@ def test_exact_output_size(size: tuple[int, int], expected: tuple[int, int]) -> 
     assert (prepared.width, prepared.height) == expected
     assert decoded(prepared).size == expected
     assert prepared.reencoded and prepared.mime == "image/png"
+
+
+@pytest.mark.parametrize(("size", "expected"), [
+    ((600, 800), (768, 1024)),  # 600 * 1.28 = 768: small pages are upscaled
+    ((2000, 3000), (682, 1024)),  # 682.67 truncated (scaled_size rounds to 683)
+    ((3000, 2000), (1024, 682)),
+    ((1000, 1000), (1024, 1024)),  # square: the toolkit's portrait branch
+    ((612, 792), (791, 1024)),  # a Letter page at 72 dpi: 791.27
+    ((98, 49), (1024, 511)),  # 49 * (1024 / 98) = 511.99999999999994 in floats, as the toolkit
+    ((100, 50), (1024, 512)),
+    ((5000, 1), (1024, 1)),  # 0.2 -> at least one pixel
+    ((1, 5000), (1, 1024)),
+    ((1024, 1024), (1024, 1024)),
+])  # fmt: skip
+def test_toolkit_size(size: tuple[int, int], expected: tuple[int, int]) -> None:
+    assert toolkit_size(*size, 1024) == expected
+
+
+def test_toolkit_size_other_targets_and_zero() -> None:
+    assert toolkit_size(600, 800, 512) == (384, 512)
+    assert toolkit_size(3000, 2000, 0) == (3000, 2000)
+
+
+def _toolkit_oracle(width: int, height: int, target: int) -> tuple[int, int]:
+    # Restates chatdoc-com/OCRFlux@71954ad ocrflux/image_utils.py get_page_image (size only).
+    if width > height:
+        return target, int(height * (target / width))
+    return int(width * (target / height)), target
+
+
+@given(st.integers(1, 20_000), st.integers(1, 20_000), st.sampled_from([448, 1024, 1280, 2048]))
+def test_toolkit_size_matches_the_toolkit(width: int, height: int, target: int) -> None:
+    expected = _toolkit_oracle(width, height, target)
+    got = toolkit_size(width, height, target)
+    assert got == (max(1, expected[0]), max(1, expected[1]))
+    assert max(got) == target
 
 
 def test_never_upscales_and_max_side_zero_turns_resizing_off() -> None:
