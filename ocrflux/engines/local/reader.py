@@ -1,0 +1,77 @@
+"""`read_page`: one page image to a `LocalPage`, synchronously (run it off the event loop).
+
+Steps: decode to grayscale, level the page (deskew), find checkboxes and paint them out, read
+the text lines, find ruled tables, compose the Markdown.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ocrflux.engines.local.checkboxes import erase, find_checkboxes
+from ocrflux.engines.local.errors import UnreadableImage
+from ocrflux.engines.local.language import count_characters, primary_language
+from ocrflux.engines.local.markdown import compose
+from ocrflux.engines.local.ocr import Recogniser
+from ocrflux.engines.local.pixels import deskew_angle, ink_mask, rotate
+from ocrflux.engines.local.result import LocalPage
+from ocrflux.engines.local.tables import find_grids
+
+# Longer sides are scaled down first: detection runs at <= 2000 px anyway, and the pixel steps
+# cost memory and time in proportion to the area.
+MAX_SIDE = 2400
+_MIN_SKEW = 0.2  # degrees; less is not worth resampling the page for
+
+PageImage = bytes | Image.Image | np.ndarray
+
+
+def to_gray(image: PageImage) -> np.ndarray:
+    """A uint8 grayscale array from PNG/JPEG bytes, a PIL image, or an array (gray or BGR)."""
+    if isinstance(image, np.ndarray):
+        if image.ndim == 2:
+            gray = image
+        else:
+            gray = np.asarray(Image.fromarray(image[..., 2::-1]).convert("L"))
+        pil = Image.fromarray(gray)
+    else:
+        if isinstance(image, bytes | bytearray):
+            try:
+                opened = Image.open(io.BytesIO(image))
+                opened.load()
+            except (UnidentifiedImageError, OSError, ValueError) as exc:
+                raise UnreadableImage(f"not a readable image: {exc}") from None
+            image = opened
+        pil = ImageOps.exif_transpose(image)
+        if pil.mode in ("RGBA", "LA", "PA") or (pil.mode == "P" and "transparency" in pil.info):
+            # Transparent pixels are paper, not the black their colour channels often hold.
+            background = Image.new("RGBA", pil.size, "white")
+            pil = Image.alpha_composite(background, pil.convert("RGBA"))
+        pil = pil.convert("L")
+    if max(pil.size) > MAX_SIDE:
+        pil.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+    return np.ascontiguousarray(np.asarray(pil, dtype=np.uint8))
+
+
+def read_page(image: PageImage, recogniser: Recogniser) -> LocalPage:
+    """Read one page image into Markdown with the given recogniser."""
+    started = time.perf_counter()
+    gray = to_gray(image)
+    angle = deskew_angle(gray)
+    if abs(angle) >= _MIN_SKEW:
+        gray = rotate(gray, angle)
+    checkboxes = find_checkboxes(gray)
+    lines = recogniser.read(erase(gray, checkboxes))
+    grids = find_grids(gray)
+    markdown = compose(lines, checkboxes, grids, ink_mask(gray))
+    text = " ".join(line.text for line in lines)
+    return LocalPage(
+        markdown=markdown,
+        characters=count_characters(text),
+        lines=len(lines),
+        primary_language=primary_language(text),
+        seconds=time.perf_counter() - started,
+    )

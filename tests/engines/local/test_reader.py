@@ -1,0 +1,117 @@
+"""Real OCR of rendered pages: character accuracy and the Markdown structure."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from ocrflux.engines.local.errors import UnreadableImage
+from ocrflux.engines.local.ocr import Recogniser
+from ocrflux.engines.local.reader import read_page, to_gray
+from tests.engines.local.conftest import Reading
+from tests.engines.local.pages import (
+    CHECKLIST,
+    TABLE,
+    TABLE_TITLE,
+    ZH_CHECKLIST,
+    ZH_TABLE,
+    accuracy,
+    tables,
+)
+
+Read = Callable[[str], Reading]
+
+
+@pytest.mark.parametrize(
+    ("name", "floor"),
+    [
+        ("english_form", 0.98),
+        ("two_columns", 0.98),
+        ("chinese_form", 0.95),
+        ("english_form_noisy", 0.90),
+    ],
+)
+def test_character_accuracy(reading: Read, name: str, floor: float) -> None:
+    page, result = reading(name)
+    score = accuracy(page.text, result.markdown, cjk=page.language == "zh")
+    assert score >= floor, result.markdown
+    assert result.primary_language == page.language
+    assert result.lines > 0 and result.characters >= 0.9 * len("".join(page.text.split()))
+
+
+def line_with(markdown: str, text: str) -> str:
+    found = [line for line in markdown.splitlines() if text in line]
+    assert len(found) == 1, (text, markdown)
+    return found[0]
+
+
+@pytest.mark.parametrize("name", ["english_form", "english_form_noisy"])
+def test_english_structure(reading: Read, name: str) -> None:
+    _, result = reading(name)
+    md = result.markdown
+    blocks = md.split("\n\n")
+    assert blocks[0] == "# Site Safety Inspection"
+    assert "# Checklist" in blocks
+    paragraph = next(b for b in blocks if b.startswith("The inspector"))
+    assert "\n" not in paragraph  # one paragraph from three wrapped lines
+    for _state, label, mark in CHECKLIST:
+        assert line_with(md, label) == f"{mark} {label}"
+    checklist = next(b for b in blocks if CHECKLIST[0][1] in b)
+    assert len(checklist.splitlines()) == len(CHECKLIST)  # one block, one item per line
+    assert line_with(md, "Weather") == "Weather: [√] Dry [ ] Wet [ ] Windy"
+    assert not any(line.startswith("# ") for line in md.splitlines()[1:] if "Checklist" not in line)
+
+
+@pytest.mark.parametrize("name", ["english_form", "english_form_noisy"])
+def test_english_ruled_table(reading: Read, name: str) -> None:
+    _, result = reading(name)
+    [table] = tables(result.markdown)
+    assert table[0] == [(TABLE_TITLE, 1, 3)]  # the title row's merged cell
+    assert [[text for text, _, _ in row] for row in table[1:]] == TABLE
+    assert all((rs, cs) == (1, 1) for row in table[1:] for _, rs, cs in row)
+    # The table sits between the checkbox group and the closing line.
+    md = result.markdown
+    assert md.index("Weather") < md.index("<table>") < md.index("Signed by")
+
+
+def test_chinese_structure_and_table(reading: Read) -> None:
+    _, result = reading("chinese_form")
+    md = result.markdown
+    assert md.split("\n\n")[0] == "# 现场安全检查记录"
+    for _state, label, mark in ZH_CHECKLIST:
+        assert line_with(md, label) == f"{mark} {label}"
+    assert re.fullmatch(r"天气[：:] ?\[√\] 晴 \[ \] 雨", line_with(md, "天气"))
+    [table] = tables(md)
+    assert [[text for text, _, _ in row] for row in table] == ZH_TABLE
+    assert sum(1 for line in md.splitlines() if line.startswith("# ")) == 1
+
+
+def test_two_columns_are_read_one_after_the_other(reading: Read) -> None:
+    _, result = reading("two_columns")
+    blocks = result.markdown.split("\n\n")
+    assert blocks[0] == "# Quarterly Report"
+    assert [b[:20] for b in blocks[1:]] == ["Sales grew in every ", "Staff turnover fell "]
+    assert blocks[1].endswith("with the old ones.") and blocks[2].endswith("first six months.")
+
+
+def test_an_empty_page_reads_as_empty_text(reading: Read) -> None:
+    _, result = reading("empty")
+    assert result.markdown == ""
+    assert (result.characters, result.lines, result.primary_language) == (0, 0, None)
+    assert result.seconds > 0
+
+
+def test_not_an_image_is_refused(recogniser: Recogniser) -> None:
+    with pytest.raises(UnreadableImage):
+        read_page(b"%PDF-1.7 not a picture", recogniser)
+
+
+def test_images_arrive_as_bytes_pil_or_arrays(reading: Read) -> None:
+    page, _ = reading("english_form")
+    from_bytes = to_gray(page.png())
+    assert (to_gray(page.image) == from_bytes).all()
+    bgr = np.asarray(page.image)[..., ::-1]
+    assert abs(to_gray(bgr).astype(int) - from_bytes).max() <= 1
