@@ -119,7 +119,7 @@ def _wrapped(previous: Row, following: Row, right_edge: float, body: float) -> b
 
 def line_height(rows: Sequence[Row]) -> float:
     """The median height of the text items' boxes (the detector's line height)."""
-    heights = [i.box.height for row in rows for i in row.items if i.is_text]
+    heights = [i.text_height for row in rows for i in row.items if i.is_text]
     return statistics.median(heights) if heights else 1.0
 
 

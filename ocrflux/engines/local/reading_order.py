@@ -4,7 +4,8 @@ A node of items is split at a vertical gutter when both sides look like columns 
 text (several rows each, wide, mostly full lines); otherwise at its widest horizontal gap, until
 each node is one row, read left to right. A form's label/value pairs therefore stay rows, while
 two columns of prose are read left column first. Rows are banded by the middle half of each
-item's height, so neighbouring lines whose boxes touch, or tilt by a few degrees, stay apart.
+item's text height (its words' height, not the enclosing box's), so neighbouring lines whose
+boxes touch, or tilt by a few degrees, stay apart.
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ class Item:
         return join_words(self.words)
 
     @property
+    def text_height(self) -> float:
+        """Height of the text itself: its words' median box height, which a tilted line's
+        enclosing box exceeds by the drift along its length."""
+        if self.words:
+            return statistics.median(w.box.height for w in self.words)
+        return self.box.height
+
+    @property
     def is_text(self) -> bool:
         return self.mark is None and self.table is None
 
@@ -60,7 +69,7 @@ class Row:
 def _core(item: Item) -> tuple[float, float]:
     if item.table is not None:
         return item.box.y0, item.box.y1
-    half = _CORE * item.box.height
+    half = _CORE * item.text_height
     return item.box.cy - half, item.box.cy + half
 
 
@@ -118,7 +127,7 @@ def reading_order(items: Sequence[Item], page_width: float) -> list[Row]:
     """The page's rows in reading order; each row knows its region (column) number."""
     if not items:
         return []
-    heights = [i.box.height for i in items if i.is_text] or [i.box.height for i in items]
+    heights = [i.text_height for i in items if i.is_text] or [i.box.height for i in items]
     text_height = statistics.median(heights)
     regions = count(1)
     rows: list[Row] = []
