@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Literal
 import pybase64
 from PIL import Image
 
+from ocrflux.image_headers import HeaderRefused, exif_orientation, strip_metadata
+
 if TYPE_CHECKING:
     from ocrflux.settings import Settings
 
@@ -273,19 +275,11 @@ def _open(data: bytes, mime: str, max_pixels: int) -> Image.Image:
 
 def _orientation(image: Image.Image) -> int:
     """EXIF orientation from the header only (Image.getexif() may decode a whole PNG)."""
-    if image.format == "TIFF":
+    if image.format == "TIFF":  # the tags are parsed already (and TIFFs never reach the loop)
         value = image.getexif().get(_ORIENTATION_TAG, 1)
-    else:
-        raw = image.info.get("exif")
-        if not raw:
-            return 1
-        exif = Image.Exif()
-        try:
-            exif.load(raw)
-        except Exception:  # a broken EXIF block does not make a broken image
-            return 1
-        value = exif.get(_ORIENTATION_TAG, 1)
-    return value if isinstance(value, int) and value in _TRANSPOSE else 1
+        return value if isinstance(value, int) and value in _TRANSPOSE else 1
+    raw = image.info.get("exif")
+    return exif_orientation(raw) if isinstance(raw, bytes) else 1
 
 
 def _needs_work(image: Image.Image, mime: str, max_side: int) -> bool:
@@ -318,11 +312,26 @@ def _data_url(mime: str, b64: str) -> str:
     return f"data:{mime};base64,{b64}"
 
 
-def _inspect(data: bytes, opts: ImageOptions) -> tuple[str, Image.Image]:
+def _inspect(
+    data: bytes, opts: ImageOptions, *, quick: bool = False
+) -> tuple[str, bytes, Image.Image] | None:
+    """(MIME, the bytes to use, the image opened from its header).
+
+    The bytes are `data` without costly metadata (see image_headers). With `quick` (on the
+    event loop) None means the header work is not trivially cheap: do it in a thread.
+    """
     if len(data) > opts.max_bytes:
         raise _too_big(len(data), opts.max_bytes)
     mime = sniff_mime(data)
-    return mime, _open(data, mime, opts.max_pixels)
+    if quick and mime not in _PASSTHROUGH:
+        return None  # re-encoded anyway, so opened in a thread; GIF and TIFF headers can be big
+    try:
+        cleaned = strip_metadata(data, mime, quick=quick)
+    except HeaderRefused as exc:
+        raise ImageRejected(str(exc)) from None
+    if cleaned is None:
+        return None
+    return mime, cleaned, _open(cleaned, mime, opts.max_pixels)
 
 
 def prepare_inline(url: str, opts: ImageOptions) -> PreparedImage:
@@ -348,20 +357,27 @@ def _prepare_inline(url: str, opts: ImageOptions, *, decode_pixels: bool) -> Pre
     declared, b64 = split_inline(url)
     _check_encoded_size(b64, opts.max_bytes)
     data, strict = _b64decode(b64)
-    mime, image = _inspect(data, opts)
+    inspected = _inspect(data, opts, quick=not decode_pixels)
+    if inspected is None:
+        return None
+    mime, cleaned, image = inspected
     if _needs_work(image, mime, opts.max_side):
         return _normalize(image, mime, opts, len(data)) if decode_pixels else None
-    if not strict or declared not in _MIME_ALIASES[mime]:
-        url = _data_url(mime, b64 if strict else pybase64.b64encode(data).decode("ascii"))
+    if cleaned is not data or not strict:
+        url = _data_url(mime, pybase64.b64encode(cleaned).decode("ascii"))
+    elif declared not in _MIME_ALIASES[mime]:
+        url = _data_url(mime, b64)
     return PreparedImage(url, image.width, image.height, mime, False, len(data))
 
 
 def prepare_bytes(data: bytes, opts: ImageOptions) -> PreparedImage:
     """Encoded image bytes (e.g. a download) -> PreparedImage."""
-    mime, image = _inspect(data, opts)
+    inspected = _inspect(data, opts)
+    assert inspected is not None  # not quick: every path returns an image
+    mime, cleaned, image = inspected
     if _needs_work(image, mime, opts.max_side):
         return _normalize(image, mime, opts, len(data))
-    url = _data_url(mime, pybase64.b64encode(data).decode("ascii"))
+    url = _data_url(mime, pybase64.b64encode(cleaned).decode("ascii"))
     return PreparedImage(url, image.width, image.height, mime, False, len(data))
 
 

@@ -74,6 +74,25 @@ def test_ocrflux_pages_are_normalised_before_the_page_prompt(
     assert received_sizes(fake) == [(683, 1024)]
 
 
+def test_metadata_is_stripped_before_anyone_parses_it(
+    passthrough_gateway: Process, fake: FakeVLLMProcess
+) -> None:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + body))
+        return struct.pack(">I", len(body)) + kind + body + crc
+
+    plain = encoded((800, 600))
+    inflates = zlib.compress(b"\x00" * (1 << 20), 9)  # 1 KB that Pillow inflates to 1 MB
+    texts = b"".join(chunk(b"zTXt", b"k%d\x00\x00" % i + inflates) for i in range(64))
+    with_text = plain[:33] + texts + plain[33:]
+    assert post(passthrough_gateway, request_with(data_url(with_text))).status_code == 200
+    (image,) = fake.requests()[0]["images"]
+    assert (image["bytes"], image["width"], image["height"]) == (len(plain), 800, 600)
+
+
 def bomb(width: int, height: int) -> bytes:
     """A real PNG header declaring width x height pixels (tiny on the wire)."""
     import struct
