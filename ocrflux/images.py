@@ -35,7 +35,6 @@ _PIL_FORMATS = {
 # Qwen2.5-VL's processor refuses more extreme aspect ratios.
 MAX_ASPECT_RATIO = 200
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
-_ORIENTATION_TAG = 0x0112
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
@@ -274,10 +273,13 @@ def _open(data: bytes, mime: str, max_pixels: int) -> Image.Image:
 
 
 def _orientation(image: Image.Image) -> int:
-    """EXIF orientation from the header only (Image.getexif() may decode a whole PNG)."""
-    if image.format == "TIFF":  # the tags are parsed already (and TIFFs never reach the loop)
-        value = image.getexif().get(_ORIENTATION_TAG, 1)
-        return value if isinstance(value, int) and value in _TRANSPOSE else 1
+    """EXIF orientation still to apply, from the header only (getexif() may decode a PNG).
+
+    Pillow's TIFF reader applies the orientation tag itself (the header size is already the
+    upright one, and loading transposes the pixels), so for a TIFF nothing is left to do.
+    """
+    if image.format == "TIFF":
+        return 1
     raw = image.info.get("exif")
     return exif_orientation(raw) if isinstance(raw, bytes) else 1
 

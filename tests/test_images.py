@@ -334,6 +334,32 @@ def test_exif_orientation_is_applied(fmt: str) -> None:
     assert _close(image.getpixel((10, 10)), (255, 255, 255))
 
 
+@pytest.mark.parametrize("orientation", range(2, 9))
+@pytest.mark.parametrize(("fmt", "params"), [
+    ("PNG", {}),
+    ("JPEG", {"quality": 95}),
+    ("TIFF", {}),
+    ("TIFF", {"compression": "tiff_lzw"}),  # decoded by libtiff, another Pillow path
+])  # fmt: skip
+def test_every_exif_orientation_is_applied_once(
+    orientation: int, fmt: str, params: dict[str, object]
+) -> None:
+    from PIL import ImageOps
+
+    stored = marked((240, 160))
+    stored.paste((0, 0, 255), (180, 120, 240, 160))  # blue bottom-right: tells flips apart
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    prepared = prepare_bytes(encode(stored, fmt, exif=exif.tobytes(), **params), OPTS)
+    stored.info["exif"] = exif.tobytes()
+    expected = ImageOps.exif_transpose(stored)  # Pillow's reference transposition
+    image = decoded(prepared).convert("RGB")
+    assert image.size == expected.size == (prepared.width, prepared.height)
+    width, height = image.size
+    for x, y in [(8, 8), (width - 8, 8), (8, height - 8), (width - 8, height - 8)]:
+        assert _close(image.getpixel((x, y)), expected.getpixel((x, y))), (x, y)
+
+
 def _close(pixel: object, expected: tuple[int, ...], tolerance: int = 40) -> bool:
     assert isinstance(pixel, tuple)
     return all(abs(a - b) <= tolerance for a, b in zip(pixel, expected, strict=True))
