@@ -367,7 +367,8 @@ def _prepare_inline(url: str, opts: ImageOptions, *, decode_pixels: bool) -> Pre
         return _normalize(image, mime, opts, len(data)) if decode_pixels else None
     if cleaned is not data or not strict:
         url = _data_url(mime, pybase64.b64encode(cleaned).decode("ascii"))
-    elif declared not in _MIME_ALIASES[mime]:
+    elif declared not in _MIME_ALIASES[mime] or not url.startswith(f"data:{declared};base64,"):
+        # vLLM reads only this exact spelling: not `DATA:`, `;BASE64`, `;charset=...;base64`.
         url = _data_url(mime, b64)
     return PreparedImage(url, image.width, image.height, mime, False, len(data))
 

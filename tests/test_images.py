@@ -103,6 +103,22 @@ def test_wrongly_declared_type_is_relabelled_without_reencoding() -> None:
     assert not prepared.reencoded
 
 
+@pytest.mark.parametrize("header", [
+    "DATA:image/png;base64",
+    "data:IMAGE/PNG;base64",
+    "data:image/png;BASE64",
+    "data:image/png;charset=utf-8;base64",
+    "data:image/png;base64;x=y",
+    "data: image/png ; base64",
+])  # fmt: skip
+def test_unusual_data_url_spellings_are_normalised(header: str) -> None:
+    data = encode(Image.new("RGB", (64, 48), "red"), "PNG")
+    b64 = base64.b64encode(data).decode()
+    prepared = prepare_inline(f"{header},{b64}", OPTS)
+    assert prepared.data_url == f"data:image/png;base64,{b64}"
+    assert not prepared.reencoded
+
+
 def test_bare_base64_becomes_a_data_url_with_the_same_bytes() -> None:
     data = encode(Image.new("L", (50, 40), 128), "PNG")
     prepared = prepare_inline(base64.b64encode(data).decode(), OPTS)
