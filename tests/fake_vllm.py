@@ -37,6 +37,8 @@ class Behaviour:
         self.reset()
 
     def reset(self) -> None:
+        # Requests that arrived before a reset must not consume the next test's behaviours.
+        self.generation = getattr(self, "generation", 0) + 1
         self.fail: list[int] = []
         self.retry_after: str | None = None
         self.drop = 0
@@ -206,8 +208,11 @@ class FakeVLLM:
         record: dict[str, Any] = {"headers": headers, "body": summary, "images": images}
         if b.record:
             b.requests.append(record)
+        generation = b.generation
         if b.delay:
             await asyncio.sleep(b.delay)
+        if generation != b.generation:  # reset while this request slept: a plain answer
+            b = Behaviour(0.0)
         if b.drop:
             b.drop -= 1
             return False  # close the socket without a response
