@@ -15,6 +15,7 @@ model output: a malformed matrix falls back to its text with the markers removed
 
 from __future__ import annotations
 
+import html as htmllib
 import re
 from dataclasses import asdict, dataclass
 from html.parser import HTMLParser
@@ -245,24 +246,35 @@ class _TableReader(HTMLParser):
         if self._cell is not None and not self._done:
             self._cell.parts.append(data)
 
-    def handle_entityref(self, name: str) -> None:
-        self.handle_data(f"&{name};")
-
-    def handle_charref(self, name: str) -> None:
-        self.handle_data(f"&#{name};")
-
     def close(self) -> None:
         super().close()
         if not self._done:  # an unterminated table still yields the rows seen so far
             self._close_row()
 
 
+def _stand_in(text: str) -> str:
+    """A private-use character absent from text (to hide its ampersands from the parser)."""
+    return next(chr(c) for c in range(0xE000, 0xF900) if chr(c) not in text)
+
+
 def _read_rows(html: str) -> list[list[_Cell]]:
+    # HTMLParser reads the `&D` of "R&D" as an entity reference and cannot say whether a `;`
+    # followed, so "R&D" came back as "R&D;". It never sees an ampersand here: every cell
+    # keeps its source text byte for byte, entities included.
+    amp = _stand_in(html) if "&" in html else ""
     reader = _TableReader()
-    reader.feed(html)
+    reader.feed(html.replace("&", amp) if amp else html)
     reader.close()
     if not reader.rows:
         raise TableFormatError("no table rows")
+    if amp:
+        for row in reader.rows:
+            for cell in row:
+                cell.parts = [part.replace(amp, "&") for part in cell.parts]
+                cell.attrs = {
+                    name: None if value is None else htmllib.unescape(value.replace(amp, "&"))
+                    for name, value in cell.attrs.items()
+                }
     return reader.rows
 
 
@@ -285,13 +297,15 @@ def _cell_html(tag: str, content: str, rowspan: int = 1, colspan: int = 1) -> st
 def matrix_to_html(table: str) -> str:
     """Turn a cell-matrix table into HTML with rowspan/colspan; TableFormatError if malformed."""
     rows = _read_rows(table)
-    ncols = len(rows[0])
-    if any(len(row) != ncols for row in rows):
+    # An empty <tr></tr> has no cells to count: it stays an empty row, and a rowspan cannot
+    # run through it (the toolkit converts such matrices too, when the empty row leads).
+    ncols = next((len(row) for row in rows if row), 0)
+    if any(row and len(row) != ncols for row in rows):
         raise TableFormatError("rows of a matrix must have equal length")
     if any(cell.span("rowspan") > 1 or cell.span("colspan") > 1 for row in rows for cell in row):
         raise TableFormatError("already an HTML table with spans, not a matrix")
-    marks = [[_marker(cell) for cell in row] for row in rows]
-    covered = [[False] * ncols for _ in rows]
+    marks = [[_marker(cell) for cell in row] if row else [None] * ncols for row in rows]
+    covered = [[not row] * ncols for row in rows]
     out = ["<table>"]
     for r, row in enumerate(rows):
         out.append("<tr>")
@@ -410,14 +424,33 @@ def _convert_tables(text: str) -> str:
     return "".join(out)
 
 
-_IMAGE = re.compile(r"[ \t]*<Image>[^<]*</Image>[ \t]*\n?", re.IGNORECASE)
+_IMAGE = re.compile(r"<Image>[^<]*</Image>", re.IGNORECASE)
+
+
+def _line_without_images(line: str) -> str:
+    """The blanks before a placeholder go with it (after it too at the start of the line), so
+    "a <Image>..</Image> b" keeps one space between a and b."""
+    kept, pos = "", 0
+    for found in _IMAGE.finditer(line):
+        kept += line[pos : found.start()].rstrip(" \t")
+        pos = found.end()
+    rest = line[pos:]
+    return kept + (rest if kept.strip() else rest.lstrip(" \t"))
 
 
 def _drop_images(text: str) -> str:
+    """Placeholders removed; a line or block that held nothing else goes with them."""
     blocks = []
     for block in text.split("\n\n"):
         if _IMAGE.search(block):
-            block = _IMAGE.sub("", block).strip("\n")
+            lines = []
+            for line in block.split("\n"):
+                if _IMAGE.search(line):
+                    line = _line_without_images(line)
+                    if not line.strip():
+                        continue
+                lines.append(line)
+            block = "\n".join(lines)
             if not block.strip():
                 continue
         blocks.append(block)

@@ -205,6 +205,30 @@ def test_cell_markup_and_entities_are_kept_verbatim() -> None:
     assert matrix_to_html(matrix) == matrix
 
 
+@pytest.mark.parametrize("text", ["R&D", "AT&T", "A & B", "a&b;c", "&D", "x&#", "Q&A&amp;"])
+def test_bare_ampersands_survive_byte_for_byte(text: str) -> None:
+    matrix = f"<table><tr><td>{text}</td><td><l></td></tr><tr><td>1</td><td>2</td></tr></table>"
+    converted = matrix_to_html(matrix)
+    assert converted == (
+        f'<table><tr><td colspan="2">{text}</td></tr><tr><td>1</td><td>2</td></tr></table>'
+    )
+    assert html_to_matrix(converted) == matrix
+
+
+def test_empty_rows_stay_and_do_not_break_the_matrix() -> None:
+    matrix = (
+        "<table><tr></tr><tr><td>A</td><td><l></td></tr><tr></tr>"
+        "<tr><td>1</td><td>2</td></tr><tr><td><t></td><td>3</td></tr></table>"
+    )
+    assert matrix_to_html(matrix) == (
+        '<table><tr></tr><tr><td colspan="2">A</td></tr><tr></tr>'
+        '<tr><td rowspan="2">1</td><td>2</td></tr><tr><td>3</td></tr></table>'
+    )
+    # A rowspan cannot run through an empty row: this <t> covers nothing.
+    with pytest.raises(TableFormatError):
+        matrix_to_html("<table><tr><td>A</td></tr><tr></tr><tr><td><t></td></tr></table>")
+
+
 def test_nested_table_stays_inside_its_cell() -> None:
     inner = "<table><tr><td>i</td></tr></table>"
     matrix = f"<table><tr><td>{inner}</td><td><l></td></tr></table>"
@@ -267,6 +291,20 @@ def test_render_converts_every_table_and_drops_placeholders() -> None:
         '\n\nMiddle <table><tr><td rowspan="2">A</td><td>B</td></tr><tr><td>2</td></tr></table>'
         " end\n\nCaption under the figure"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "rendered"),
+    [
+        ("a <Image>(1,2),(3,4)</Image> b", "a b"),  # one space stays between the words
+        ("<Image>(1,2),(3,4)</Image> Caption", "Caption"),
+        ("Figure: <Image>(1,2),(3,4)</Image>", "Figure:"),
+        ("x\n<Image>(1,2),(3,4)</Image>\ny", "x\ny"),  # a line of its own goes
+        ("x\n\n <Image>(1,2),(3,4)</Image> <Image>(5,6),(7,8)</Image>\n\ny", "x\n\ny"),
+    ],
+)
+def test_inline_placeholders_go_without_gluing_words(text: str, rendered: str) -> None:
+    assert render_page(page(text)) == rendered
 
 
 def test_render_keeps_placeholders_when_asked() -> None:
