@@ -9,6 +9,7 @@ from __future__ import annotations
 import binascii
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from dataclasses import replace as dataclass_replace
 from typing import TYPE_CHECKING, Literal
@@ -241,7 +242,8 @@ def describe(data: bytes) -> str | None:
     return None
 
 
-def _check_size(image: Image.Image, max_pixels: int) -> None:
+def check_size(image: Image.Image, max_pixels: int) -> None:
+    """ImageRejected if the (header) size is over `max_pixels` or past the model's aspect ratio."""
     width, height = image.size
     if width * height > max_pixels:
         raise ImageRejected(
@@ -260,7 +262,7 @@ def _bomb(exc: Image.DecompressionBombError, max_pixels: int) -> ImageRejected:
     return ImageRejected(f"image {size}, the limit is {max_pixels:,} pixels", 413)
 
 
-def _open(data: bytes, mime: str, max_pixels: int) -> Image.Image:
+def open_image(data: bytes, mime: str, max_pixels: int) -> Image.Image:
     """Open lazily (header only) and refuse decompression bombs before any pixel is decoded."""
     try:
         image = Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[mime]])
@@ -268,7 +270,7 @@ def _open(data: bytes, mime: str, max_pixels: int) -> Image.Image:
         raise _bomb(exc, max_pixels) from None
     except Exception:  # Pillow raises many types on malformed input
         raise ImageRejected(f"image data could not be read as {mime}") from None
-    _check_size(image, max_pixels)
+    check_size(image, max_pixels)
     return image
 
 
@@ -333,7 +335,7 @@ def _inspect(
         raise ImageRejected(str(exc)) from None
     if cleaned is None:
         return None
-    return mime, cleaned, _open(cleaned, mime, opts.max_pixels)
+    return mime, cleaned, open_image(cleaned, mime, opts.max_pixels)
 
 
 def prepare_inline(url: str, opts: ImageOptions) -> PreparedImage:
@@ -385,25 +387,37 @@ def prepare_bytes(data: bytes, opts: ImageOptions) -> PreparedImage:
 
 
 def _normalize(image: Image.Image, mime: str, opts: ImageOptions, source: int) -> PreparedImage:
+    upright = decode_upright(image, mime, lambda w, h: scaled_size(w, h, opts.max_side))
+    return _encoded(upright, opts, source, mime)
+
+
+def decode_upright(
+    image: Image.Image, mime: str, target: Callable[[int, int], tuple[int, int]]
+) -> Image.Image:
+    """An opened image's pixels as the model should see them, at `target(upright w, h)`.
+
+    EXIF orientation applied; RGB or L (alpha flattened onto white; palette, CMYK and 16-bit
+    grey converted). ImageRejected if the pixel data cannot be decoded.
+    """
     orientation = _orientation(image)
     swapped = orientation in (5, 6, 7, 8)
     width, height = image.size
     upright = (height, width) if swapped else (width, height)
-    target = scaled_size(*upright, opts.max_side)
+    size = target(*upright)
     try:
-        if mime == "image/jpeg" and target != upright:
+        if mime == "image/jpeg" and size != upright:
             # Reduced-scale DCT decoding (1/2, 1/4, 1/8): never below the requested size, and a
             # 12 MP photo is not fully decoded just to be shrunk.
-            image.draft(None, (target[1], target[0]) if swapped else target)
+            image.draft(None, (size[1], size[0]) if swapped else size)
         image.load()
     except Exception:  # truncated or corrupt pixel data
         raise ImageRejected(f"image data could not be decoded as {mime}") from None
     if orientation != 1:
         image = image.transpose(_TRANSPOSE[orientation])
     image = _resizable(image)
-    if image.size != target:
-        image = image.resize(target, Image.Resampling.LANCZOS, reducing_gap=_REDUCING_GAP)
-    return _encoded(_flatten(image), opts, source, mime)
+    if image.size != size:
+        image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=_REDUCING_GAP)
+    return _flatten(image)
 
 
 def _resizable(image: Image.Image) -> Image.Image:
@@ -461,7 +475,7 @@ def rotate(
     if turn == 0:
         return prepared
     opts = opts or ImageOptions()
-    image = _open(
+    image = open_image(
         prepared.payload, prepared.mime, max(opts.max_pixels, prepared.width * prepared.height)
     )
     try:
@@ -483,7 +497,7 @@ def shrink(
     if max_side <= 0 or max(prepared.width, prepared.height) <= max_side:
         return prepared
     opts = dataclass_replace(opts or ImageOptions(), max_side=max_side)
-    image = _open(prepared.payload, prepared.mime, _limit(prepared, opts))
+    image = open_image(prepared.payload, prepared.mime, _limit(prepared, opts))
     return _normalize(image, prepared.mime, opts, prepared.source_bytes)
 
 
