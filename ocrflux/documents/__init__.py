@@ -1,0 +1,1 @@
+"""Whole documents: sources, page rendering and OCRFlux's cross-page merge."""
