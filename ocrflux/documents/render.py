@@ -32,6 +32,7 @@ from PIL import Image
 
 from ocrflux.documents.png import encode_png
 from ocrflux.documents.sources import DocumentKind, DocumentRejected, sniff_document
+from ocrflux.image_headers import HeaderRefused, strip_metadata
 from ocrflux.images import (
     MAX_ASPECT_RATIO,
     ImageRejected,
@@ -133,7 +134,12 @@ def _read_image(path: str, max_pixels: int) -> tuple[Image.Image, str]:
     with open(path, "rb") as file:
         data = file.read()
     mime = sniff_mime(data)
-    return open_image(data, mime, max_pixels), mime
+    try:
+        # As the image path: metadata that only costs goes before Pillow parses the header.
+        cleaned = strip_metadata(data, mime)
+    except HeaderRefused as exc:
+        raise DocumentRejected(str(exc)) from None
+    return open_image(cleaned or data, mime, max_pixels), mime
 
 
 def inspect_document(path: str, kind: DocumentKind, max_pixels: int) -> int:

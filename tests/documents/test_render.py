@@ -6,6 +6,8 @@ import asyncio
 import io
 import os
 import signal
+import struct
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import Future
 from functools import partial
@@ -143,6 +145,14 @@ async def test_refused_documents(renderer: DocumentRenderer, data: bytes, messag
         await renderer.open(data)
     assert (caught.value.message, caught.value.status) == (message, 400)
     assert os.listdir(renderer._dir) == []  # nothing left behind
+
+
+async def test_image_headers_get_the_image_paths_limits(renderer: DocumentRenderer) -> None:
+    png = encode(Image.new("RGB", (20, 10), "white"), "PNG")
+    chunk = struct.pack(">I", 0) + b"tEXt" + struct.pack(">I", zlib.crc32(b"tEXt"))
+    flood = png[:33] + chunk * 40_000 + png[33:]  # after the signature and IHDR
+    with pytest.raises(DocumentRejected, match="PNG has more than 32,768 chunks"):
+        await renderer.open(flood)
 
 
 async def test_a_pdf_that_only_restricts_permissions_opens(renderer: DocumentRenderer) -> None:
