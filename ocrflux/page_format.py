@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html as htmllib
 import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from html.parser import HTMLParser
 from typing import Any
@@ -167,7 +168,7 @@ class _Cell:
     def span(self, name: str) -> int:
         raw = self.attrs.get(name)
         try:
-            return max(1, int(raw or 1))
+            return min(max(1, int(raw or 1)), _MAX_SPAN[name])
         except ValueError:  # browsers read a garbled span as 1; so do we
             return 1
 
@@ -252,25 +253,46 @@ class _TableReader(HTMLParser):
             self._close_row()
 
 
-def _stand_in(text: str) -> str:
-    """A private-use character absent from text (to hide its ampersands from the parser)."""
-    return next(chr(c) for c in range(0xE000, 0xF900) if chr(c) not in text)
+# Private-use code points: one absent from a table stands in for a character the parser must
+# not see (model output may hold any of them, so the search has room and a way out).
+_PRIVATE_USE = (range(0xE000, 0xF900), range(0xF0000, 0xFFFFE), range(0x100000, 0x10FFFE))
+# A `<` that does not open a complete tag (one closed before the next `<`): a comment,
+# declaration, processing instruction, unclosed tag, or plain text. Python's HTMLParser scans
+# to the end of the text from each unclosed one (CPython gh-135462: 30,000 took seconds) and
+# spends ~4 us on each stray one. Every lookahead stops at the next `<`: linear.
+_NOT_A_TAG = re.compile(r"""<(?![A-Za-z/](?:[^<>"']|"[^"<]*"|'[^'<]*')*>)""")
+# Browsers' own limits: a larger span is read as this much (and cannot blow up a grid).
+_MAX_SPAN = {"colspan": 1000, "rowspan": 65534}
+
+
+def _stand_ins(text: str, count: int) -> list[str]:
+    """`count` private-use characters absent from text (TableFormatError if there are none)."""
+    present = set(text)
+    found: list[str] = []
+    for block in _PRIVATE_USE:
+        for code in block:
+            if chr(code) not in present:
+                found.append(chr(code))
+                if len(found) == count:
+                    return found
+    raise TableFormatError("no free private-use character to parse this table")
 
 
 def _read_rows(html: str) -> list[list[_Cell]]:
     # HTMLParser reads the `&D` of "R&D" as an entity reference and cannot say whether a `;`
     # followed, so "R&D" came back as "R&D;". It never sees an ampersand here: every cell
-    # keeps its source text byte for byte, entities included.
-    amp = _stand_in(html) if "&" in html else ""
+    # keeps its source text byte for byte, entities included. Nor does it see a `<` it would
+    # rescan the rest of the text from (see _NOT_A_TAG): that one is text, and stays text.
+    amp, lt = _stand_ins(html, 2) if "&" in html or "<" in html else ("", "")
     reader = _TableReader()
-    reader.feed(html.replace("&", amp) if amp else html)
+    reader.feed(_NOT_A_TAG.sub(lt, html.replace("&", amp)) if amp else html)
     reader.close()
     if not reader.rows:
         raise TableFormatError("no table rows")
     if amp:
         for row in reader.rows:
             for cell in row:
-                cell.parts = [part.replace(amp, "&") for part in cell.parts]
+                cell.parts = [part.replace(amp, "&").replace(lt, "<") for part in cell.parts]
                 cell.attrs = {
                     name: None if value is None else htmllib.unescape(value.replace(amp, "&"))
                     for name, value in cell.attrs.items()
@@ -382,7 +404,23 @@ def convert_table(table: str) -> str:
         return _MARKER_TAGS.sub("", table)
 
 
-_TABLE_TAG = re.compile(r"<(/?)table\b[^>]*>", re.IGNORECASE)
+_TABLE_TAG_START = re.compile(r"<(/?)table\b", re.IGNORECASE)
+
+
+def _table_tags(text: str) -> Iterator[tuple[int, int, bool]]:
+    """(start, end, closing) of every `<table ...>` / `</table ...>` tag, left to right.
+
+    What the regex `<(/?)table\b[^>]*>` finds, in linear time: from each `<table` without a
+    `>` after it, that regex scans to the end of the text (60,000 characters of `<table`:
+    seconds). Once no `>` follows, no later tag can end either.
+    """
+    pos = 0
+    while found := _TABLE_TAG_START.search(text, pos):
+        end = text.find(">", found.end())
+        if end < 0:
+            return
+        yield found.start(), end + 1, bool(found.group(1))
+        pos = end + 1
 
 
 def table_spans(text: str) -> list[tuple[int, int]]:
@@ -390,15 +428,15 @@ def table_spans(text: str) -> list[tuple[int, int]]:
     their cell, and an unterminated table runs to the end of the text."""
     spans: list[tuple[int, int]] = []
     depth = start = 0
-    for tag in _TABLE_TAG.finditer(text):
-        if not tag.group(1):
+    for tag_start, tag_end, closing in _table_tags(text):
+        if not closing:
             if depth == 0:
-                start = tag.start()
+                start = tag_start
             depth += 1
         elif depth:
             depth -= 1
             if depth == 0:
-                spans.append((start, tag.end()))
+                spans.append((start, tag_end))
     if depth:
         spans.append((start, len(text)))
     return spans

@@ -79,9 +79,10 @@ _BOX = re.compile(
     rf"|(?P<glyph>[{_TICKS}{_EMPTIES}])\ufe0f?"
 )
 _PAIRS = {"[": "]", "(": ")）", "（": ")）", "【": "】", "［": "］"}
-_PROTECTED = re.compile(
-    r"```.*?(?:```|\Z)|`[^`\n]+`|\$\$.*?\$\$|\$[^$\n]+\$|\\\(.*?\\\)|\\\[.*?\\\]", re.DOTALL
-)
+_PROTECTED_START = re.compile(r"`|\$|\\[(\[]")
+_NEXT_BACKTICK_OR_LINE = re.compile(r"[`\n]")
+_NEXT_DOLLAR_OR_LINE = re.compile(r"[$\n]")
+_CLOSERS = {"$$": "$$", "\\(": "\\)", "\\[": "\\]"}
 _MATH_AFTER_ROOT = re.compile(r"[0-9A-Za-z({\[]")
 # A glyph before a box is a rejected one (e.g. the root in "√[ ]"); a space would make it a box
 # on the next pass, so normalising twice would differ from normalising once.
@@ -114,9 +115,55 @@ def _classify(text: str, box: re.Match[str]) -> tuple[bool, bool] | None:
     return True, opener == "["  # x / X
 
 
+def _protected_spans(text: str) -> list[tuple[int, int]]:
+    r"""Code fences, code spans and math, left to right, in linear time.
+
+    The spans of the regex
+    ```` ```.*?(?:```|\Z)|`[^`\n]+`|\$\$.*?\$\$|\$[^$\n]+\$|\\\(.*?\\\)|\\\[.*?\\\] ````
+    (DOTALL), which rescans to the end of the text from every `\(` without a `\)` (60,000
+    characters of `\(`: minutes). A closer missing after one opener is missing after every
+    later one, so each is looked for once.
+    """
+    spans: list[tuple[int, int]] = []
+    missing: set[str] = set()  # openers whose closer no longer occurs
+    pos = 0
+    while found := _PROTECTED_START.search(text, pos):
+        start = found.start()
+        end = _protected_end(text, start, missing)
+        if end is None:
+            pos = start + 1
+        else:
+            spans.append((start, end))
+            pos = end
+    return spans
+
+
+def _protected_end(text: str, start: int, missing: set[str]) -> int | None:
+    """Where the protected span opening at `start` ends (None: it is not one)."""
+    if text.startswith("```", start):
+        close = text.find("```", start + 3)
+        return len(text) if close < 0 else close + 3  # an unclosed fence runs to the end
+    first = text[start]
+    opener = text[start : start + 2]
+    if opener in _CLOSERS and opener not in missing:
+        close = text.find(_CLOSERS[opener], start + 2)
+        if close >= 0:
+            return close + 2
+        missing.add(opener)
+    if first == "\\":
+        return None
+    # `x` or $x$: at least one character, not the delimiter, on the same line.
+    found = (_NEXT_BACKTICK_OR_LINE if first == "`" else _NEXT_DOLLAR_OR_LINE).search(
+        text, start + 1
+    )
+    if found is None or found.group() == "\n" or found.start() == start + 1:
+        return None
+    return found.end()
+
+
 def normalize_checkboxes(text: str) -> str:
     """Rewrite every checkbox notation as `[√]` or `[ ]` (rules in the module docstring)."""
-    protected = [m.span() for m in _PROTECTED.finditer(text)]
+    protected = _protected_spans(text)
     starts = [s for s, _ in protected]
     line_starts = [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]
     found: list[tuple[int, int, bool, bool, int]] = []  # start, end, checked, strong, line
@@ -156,19 +203,55 @@ def _emit_text(out: list[str], chunk: str) -> None:
 
 # --- Markdown list ------------------------------------------------------------------------------
 
-_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
+_HEADING_START = re.compile(r" {0,3}(#{1,6})[ \t]+")
 _LIST_ITEM = re.compile(r"^([ \t]*)([-*+]|\d{1,9}[.)])[ \t]+(.*)$")
 _RULE = re.compile(r"^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$")
 _PIPE_ROW = re.compile(r"^\s*\|(.*)\|\s*$")
 _PIPE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)*\|?\s*$")
-_TAG = re.compile(r"<[^>]+>")
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 # Text that would read as a nested list marker once it follows "- " ("# 1. Intro" -> "1\. Intro").
 _LOOKS_LIKE_MARKER = re.compile(r"^(\d{1,9})([.)])(?=\s|$)|^([-*+])(?=\s|$)")
 
 
+def _strip_tags(text: str) -> str:
+    r"""`re.sub(r"<[^>]+>", "", text)` in linear time (that regex scans to the end of the text
+    from every `<` without a `>` after it)."""
+    out: list[str] = []
+    pos = 0
+    while (start := text.find("<", pos)) >= 0:
+        end = text.find(">", start + 1)
+        if end < 0:
+            break  # no `>` left: no later `<` starts a tag either
+        if end == start + 1:  # "<>" is not a tag
+            out.append(text[pos : start + 1])
+            pos = start + 1
+            continue
+        out.append(text[pos:start])
+        pos = end + 1
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _heading(line: str) -> tuple[int, str] | None:
+    r"""(level, text) of an ATX heading line, else None.
+
+    What `^ {0,3}(#{1,6})[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$` captures, in linear time (the lazy
+    group retried the blank run at each step: a heading with 60,000 inner blanks took
+    seconds): the text after the opening blanks, without trailing blanks, and without a
+    closing run of `#` when a blank precedes it.
+    """
+    opening = _HEADING_START.match(line)
+    if opening is None:
+        return None
+    text = line[opening.end() :].rstrip(" \t")
+    bare = text.rstrip("#")
+    if bare != text and bare[-1:] in (" ", "\t"):
+        text = bare.rstrip(" \t")
+    return len(opening.group(1)), text
+
+
 def _cell_text(cell_html: str) -> str:
-    text = html.unescape(_TAG.sub("", _BREAK.sub(" ", cell_html)))
+    text = html.unescape(_strip_tags(_BREAK.sub(" ", cell_html)))
     return " ".join(text.split())
 
 
@@ -212,8 +295,8 @@ class _ListBuilder:
         if not raw.strip():
             self.list_indents.clear()
             return
-        if heading := _HEADING.match(raw):
-            self.heading(len(heading.group(1)), heading.group(2))
+        if heading := _heading(raw):
+            self.heading(*heading)
         elif item := _LIST_ITEM.match(raw):
             indent = len(item.group(1).expandtabs(4))
             self.list_item(indent, item.group(2), item.group(3))
