@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
+from functools import partial
 from typing import Any
 
 from starlette.responses import Response, StreamingResponse
@@ -12,6 +13,7 @@ from starlette.responses import Response, StreamingResponse
 from ocrflux.engines import PageEngine, PageJob, PageResult
 from ocrflux.errors import APIError
 from ocrflux.images import PreparedImage
+from ocrflux.page_format import PageResponse
 from ocrflux.protocol import (
     ChatCompletionRequest,
     OutputFormat,
@@ -28,6 +30,10 @@ from ocrflux.sse import DONE, SSE_HEADERS, event
 logger = logging.getLogger("ocrflux.pages")
 
 FALLBACK_HEADER = "X-OCRFlux-Fallback-Pages"
+# Page text up to this many characters is shaped on the event loop (0.1-3 us per character,
+# tables and checkbox forms the most: ~12 ms at worst); more goes to a thread, so a long
+# answer never holds up other clients.
+SHAPE_ON_LOOP_LIMIT = 4_000
 # Client sampling fields that make sense for a page call; `stop`, `n`, tools etc. do not.
 PAGE_SAMPLING_FIELDS = (
     "temperature",
@@ -51,6 +57,14 @@ class PageReader:
     def _job(self, raw: dict[str, Any], request: ChatCompletionRequest, request_id: str) -> PageJob:
         sampling = {k: raw[k] for k in PAGE_SAMPLING_FIELDS if raw.get(k) is not None}
         return PageJob(request_id, max_tokens=request.token_limit, sampling=sampling)
+
+    async def _shape(self, pages: list[PageResponse | str], fmt: OutputFormat) -> str:
+        """`shape_pages`, in a thread when the text is long."""
+        size = sum(len(p if isinstance(p, str) else p.natural_text or "") for p in pages)
+        shape = partial(
+            shape_pages, pages, fmt, keep_image_placeholders=self.settings.keep_image_placeholders
+        )
+        return shape() if size <= SHAPE_ON_LOOP_LIMIT else await asyncio.to_thread(shape)
 
     async def respond(
         self,
@@ -78,11 +92,7 @@ class PageReader:
         usage = Usage()
         for result in results:
             usage.add(result.usage.model_dump())
-        content = shape_pages(
-            [r.shaped_input for r in results],
-            fmt,
-            keep_image_placeholders=self.settings.keep_image_placeholders,
-        )
+        content = await self._shape([r.shaped_input for r in results], fmt)
         body = completion_body(
             new_completion_id(), request.model, content, usage, _finish_reason(results)
         )
@@ -107,20 +117,12 @@ class PageReader:
                 usage.add(result.usage.model_dump())
                 if fmt == "json":
                     continue  # one JSON document: sent whole once every page is read
-                text = shape_pages(
-                    [result.shaped_input],
-                    fmt,
-                    keep_image_placeholders=self.settings.keep_image_placeholders,
-                )
+                text = await self._shape([result.shaped_input], fmt)
                 yield event(
                     chunk_body(cid, model, {"content": text if number == 1 else "\n\n" + text})
                 )
             if fmt == "json":
-                text = shape_pages(
-                    [r.shaped_input for r in results],
-                    fmt,
-                    keep_image_placeholders=self.settings.keep_image_placeholders,
-                )
+                text = await self._shape([r.shaped_input for r in results], fmt)
                 yield event(chunk_body(cid, model, {"content": text}))
             final = chunk_body(cid, model, {}, finish_reason=_finish_reason(results))
             fallback = [n for n, r in enumerate(results, start=1) if r.page is None]
