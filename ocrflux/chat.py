@@ -38,6 +38,7 @@ class ChatService:
 
     async def complete(self, raw: dict[str, Any], request_id: str) -> Response:
         """Validate, prepare and answer one request (`raw` is the client's JSON, owned here)."""
+        self.check_counts(raw)
         try:
             request = ChatCompletionRequest.model_validate(raw)
         except ValidationError as exc:
@@ -51,6 +52,35 @@ class ChatService:
         # once (in the body), not also in the parsed JSON the validated model shares.
         del raw, request, images
         return await self.forward(body, model, stream, request_id)
+
+    def check_counts(self, raw: dict[str, Any]) -> None:
+        """Refuse too many messages or content parts before validating them one by one.
+
+        Validation costs ~5 us per part: 2,000,000 empty text parts held the event loop 9 s.
+        """
+        messages = raw.get("messages")
+        if not isinstance(messages, list):
+            return  # validation says what is wrong
+        limit = self.settings.max_messages_per_request
+        if len(messages) > limit:
+            raise APIError(
+                400,
+                f"the request has {len(messages):,} messages, the limit is {limit:,}",
+                param="messages",
+                code="too_many_messages",
+            )
+        limit, parts = self.settings.max_content_parts_per_request, 0
+        for i, message in enumerate(messages):
+            content = message.get("content") if isinstance(message, dict) else None
+            parts += len(content) if isinstance(content, list) else 1
+            if parts > limit:
+                raise APIError(
+                    400,
+                    f"the request has more than {limit:,} content parts "
+                    f"(messages[0..{i}] hold {parts:,})",
+                    param=f"messages[{i}].content",
+                    code="too_many_content_parts",
+                )
 
     async def passthrough_body(
         self, raw: dict[str, Any], request: ChatCompletionRequest, images: list[PreparedImage]

@@ -34,6 +34,17 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         64 * 1024 * 1024, ge=1024, description="Largest accepted request body (413 beyond)."
     )
+    max_json_items: int = Field(
+        100_000,
+        ge=100,
+        description="Most commas + brackets in a JSON body (bounds parsing time; 400 beyond).",
+    )
+    max_messages_per_request: int = Field(
+        1024, ge=1, description="Messages accepted in one chat request (400 beyond)."
+    )
+    max_content_parts_per_request: int = Field(
+        2048, ge=1, description="Content parts accepted in one chat request, all messages together."
+    )
 
     # --- upstream vLLM -----------------------------------------------------------------
     vllm_url: str = Field("http://localhost", description="vLLM base URL (scheme and host).")

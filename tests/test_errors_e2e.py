@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 
 import httpx
 import openai
+import orjson
 import pytest
 
 from tests.support import FakeVLLMProcess, Process, free_port
@@ -202,3 +204,78 @@ def test_httpx_transport_fallback_keeps_the_same_behaviour(
         events = [line for line in response.iter_lines() if line.startswith("data:")]
     assert events[-1] == "data: [DONE]" and len(events) >= 5
     assert len(fake.requests()) == 6
+
+
+def test_too_many_messages_or_parts_is_a_400_naming_the_limit(
+    make_gateway: Callable[..., Process], fake: FakeVLLMProcess
+) -> None:
+    gateway = make_gateway(
+        prompt_mode="passthrough", max_messages_per_request=3, max_content_parts_per_request=5
+    )
+    message = {"role": "user", "content": "x"}
+    many = post(gateway, {"model": "m", "messages": [message] * 4})
+    assert many.status_code == 400
+    error = error_of(many)
+    assert (error["param"], error["code"]) == ("messages", "too_many_messages")
+    assert error["message"] == "the request has 4 messages, the limit is 3"
+    parts = [{"type": "text", "text": ""}] * 3
+    crowded = {"role": "user", "content": parts}
+    response = post(gateway, {"model": "m", "messages": [message, crowded, crowded]})
+    assert response.status_code == 400
+    error = error_of(response)
+    assert (error["param"], error["code"]) == ("messages[2].content", "too_many_content_parts")
+    assert "more than 5 content parts" in str(error["message"])
+    assert post(gateway, {"model": "m", "messages": [message, crowded]}).status_code == 200
+    assert len(fake.requests()) == 1
+
+
+def test_a_body_of_a_million_tiny_values_is_refused_unparsed(
+    passthrough_gateway: Process, fake: FakeVLLMProcess
+) -> None:
+    parts = b",".join([b'{"type":"text","text":""}'] * 500_000)  # 13 MB, under the byte limit
+    body = b'{"model":"m","messages":[{"role":"user","content":[' + parts + b"]}]}"
+    response = httpx.post(
+        f"{passthrough_gateway.url}/v1/chat/completions",
+        content=body,
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["code"] == "request_too_complex"
+    assert "the limit is 100,000" in str(error["message"])
+    assert fake.requests() == []
+
+
+@pytest.mark.parametrize("mode", ["passthrough", "ocrflux"])
+@pytest.mark.parametrize("levels", [255, 1000])
+def test_json_nested_too_deep_is_a_400_in_every_mode(
+    make_gateway: Callable[..., Process], fake: FakeVLLMProcess, mode: str, levels: int
+) -> None:
+    gateway = make_gateway(prompt_mode=mode)
+    deep = b"[" * levels + b"1" + b"]" * levels
+    png = base64.b64encode(page_png()).decode()
+    image = {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}}
+    messages = orjson.dumps([{"role": "user", "content": [image]}])
+    for stream in (b"false", b"true"):
+        body = b'{"model":"m","stream":' + stream + b',"top_k":' + deep
+        body += b',"messages":' + messages + b"}"
+        response = httpx.post(
+            f"{gateway.url}/v1/chat/completions",
+            content=body,
+            headers={"content-type": "application/json"},
+            timeout=30,
+        )
+        assert response.status_code == 400, response.text
+        assert error_of(response)["code"] == "invalid_json"
+    assert fake.requests() == []
+
+
+def page_png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (300, 400), "white").save(buffer, "PNG")
+    return buffer.getvalue()

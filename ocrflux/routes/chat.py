@@ -21,7 +21,8 @@ async def chat_completions(request: Request, settings: SettingsDep, chat: ChatDe
         async with asyncio.timeout(settings.total_timeout):
             # The body goes straight to the service, which owns it (and lets go of it early).
             return await chat.complete(
-                await read_json(request, settings.max_request_bytes), request.state.request_id
+                await read_json(request, settings.max_request_bytes, settings.max_json_items),
+                request.state.request_id,
             )
     except TimeoutError:
         raise APIError(

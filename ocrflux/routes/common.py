@@ -5,11 +5,11 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, Any
 
-import orjson
 from fastapi import Depends, Request
 
 from ocrflux.chat import ChatService
 from ocrflux.errors import APIError
+from ocrflux.json_body import BodyShape, parse_object, too_complex
 from ocrflux.settings import Settings
 from ocrflux.upstream import Upstream
 
@@ -50,8 +50,9 @@ async def require_api_key(request: Request, settings: SettingsDep) -> None:
         )
 
 
-async def read_json(request: Request, limit: int) -> dict[str, Any]:
-    """The body as a JSON object, read once, refusing more than `limit` bytes."""
+async def read_json(request: Request, limit: int, max_items: int) -> dict[str, Any]:
+    """The body as a JSON object, read once, refusing more than `limit` bytes or a body whose
+    structure would stall the event loop (see ocrflux.json_body)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise APIError(
@@ -59,18 +60,15 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
             f"request body is {int(declared):,} bytes, the limit is {limit:,}",
             code="request_too_large",
         )
-    chunks, size = [], 0
+    chunks, size, shape = [], 0, BodyShape()
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
             raise APIError(
                 413, f"request body is over the limit of {limit:,} bytes", code="request_too_large"
             )
+        shape.add(chunk)
+        if shape.items > max_items:  # refused before the rest is even read
+            raise too_complex(shape, max_items)
         chunks.append(chunk)
-    try:
-        data = orjson.loads(b"".join(chunks))
-    except orjson.JSONDecodeError as exc:
-        raise APIError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from exc
-    if not isinstance(data, dict):
-        raise APIError(400, "request body must be a JSON object", code="invalid_json")
-    return data
+    return parse_object(b"".join(chunks), shape, max_items)

@@ -1,0 +1,73 @@
+"""Parsing request bodies (ocrflux.json_body): structure counted before parsing, depth bounded."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from ocrflux.errors import APIError
+from ocrflux.json_body import MAX_DEPTH, BodyShape, nesting_depth, parse_object
+
+
+def shape_of(*chunks: bytes) -> BodyShape:
+    shape = BodyShape()
+    for chunk in chunks:
+        shape.add(chunk)
+    return shape
+
+
+def nested(lists: int) -> object:
+    value: object = 1
+    for _ in range(lists):
+        value = [value]
+    return value
+
+
+def body_nested(levels: int) -> bytes:
+    """A request body `levels` deep: the top object holding levels - 1 nested arrays."""
+    return b'{"model":"m","extra":' + b"[" * (levels - 1) + b"1" + b"]" * (levels - 1) + b"}"
+
+
+def test_shape_counts_commas_and_opening_brackets_across_chunks() -> None:
+    shape = shape_of(b'{"a": [1, 2', b', {"b": 3}], "c": ""}')
+    assert (shape.commas, shape.containers, shape.items) == (3, 3, 6)
+
+
+def test_parsing_is_refused_when_the_items_exceed_the_limit() -> None:
+    parts = b",".join([b'{"type":"text","text":""}'] * 2000)
+    body = b'{"model":"m","messages":[{"role":"user","content":[' + parts + b"]}]}"
+    with pytest.raises(APIError) as caught:
+        parse_object(body, shape_of(body), max_items=1000)
+    assert caught.value.status == 400 and caught.value.code == "request_too_complex"
+    assert "up to 6,005 JSON items" in caught.value.message
+    assert "the limit is 1,000" in caught.value.message
+    assert len(parse_object(body, shape_of(body), max_items=10_000)["messages"]) == 1
+
+
+@pytest.mark.parametrize("levels", [MAX_DEPTH + 1, 255, 1024])
+def test_nesting_beyond_the_limit_is_a_400_not_a_failure_to_reencode(levels: int) -> None:
+    body = body_nested(levels)
+    with pytest.raises(APIError) as caught:
+        parse_object(body, shape_of(body), max_items=10_000)
+    assert caught.value.status == 400 and caught.value.code == "invalid_json"
+    assert f"more than {MAX_DEPTH} levels" in caught.value.message
+
+
+def test_nesting_at_the_limit_is_accepted_and_can_be_reencoded() -> None:
+    body = body_nested(MAX_DEPTH)
+    data = parse_object(body, shape_of(body), max_items=10_000)
+    assert orjson.dumps({"wrapper": [data]})  # room left for the gateway's own envelopes
+
+
+def test_not_json_and_not_an_object() -> None:
+    for body, words in [(b"{nope", "not valid JSON"), (b"[1]", "must be a JSON object")]:
+        with pytest.raises(APIError, match=words):
+            parse_object(body, shape_of(body), max_items=100)
+
+
+def test_nesting_depth() -> None:
+    assert nesting_depth({}) == 1
+    assert nesting_depth({"a": [1, {"b": []}], "c": "[[["}) == 4
+    assert nesting_depth(nested(300)) == 300
+    assert nesting_depth(nested(300), stop_after=10) == 11
+    assert nesting_depth(orjson.loads(body_nested(1024))) == 1024
