@@ -465,9 +465,10 @@ def _encoded(
 def rotate(
     prepared: PreparedImage, degrees: int, opts: ImageOptions | None = None
 ) -> PreparedImage:
-    """Turn the image counter-clockwise by 90/180/270 degrees (like PIL's Transpose.ROTATE_n).
+    """Turn the image clockwise by 90/180/270 degrees: OCRFlux's `rotation_correction`.
 
-    For pages the model reports as rotated; re-encoded in the configured format.
+    The toolkit and olmOCR turn a page with `image.rotate(-rotation_correction, expand=True)`
+    (PIL's rotate is counter-clockwise). Re-encoded in the configured format.
     """
     turn = degrees % 360
     if turn not in (0, 90, 180, 270):
@@ -482,11 +483,12 @@ def rotate(
         image.load()
     except Exception:
         raise ImageRejected(f"image data could not be decoded as {prepared.mime}") from None
-    turned = image.transpose(
-        {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180}.get(
-            turn, Image.Transpose.ROTATE_270
-        )
-    )
+    clockwise = {
+        90: Image.Transpose.ROTATE_270,
+        180: Image.Transpose.ROTATE_180,
+        270: Image.Transpose.ROTATE_90,
+    }
+    turned = image.transpose(clockwise[turn])
     return _encoded(_flatten(_resizable(turned)), opts, prepared.source_bytes, prepared.mime)
 
 

@@ -86,7 +86,7 @@ class ImagePreparer:
         return await self._run(prepare_inline, url, self.options)
 
     async def rotate(self, image: PreparedImage, degrees: int) -> PreparedImage:
-        """Counter-clockwise by a multiple of 90 degrees (see images.rotate)."""
+        """Clockwise by a multiple of 90 degrees, as OCRFlux means it (see images.rotate)."""
         if degrees % 360 == 0:
             return image
         return await self._run(rotate, image, degrees, self.options)

@@ -467,17 +467,26 @@ def test_big_jpeg_uses_draft_mode(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- rotate and shrink -------------------------------------------------------------------------
 
 
-def test_rotate_is_counter_clockwise_like_pil() -> None:
+def test_rotate_turns_clockwise_as_the_toolkit_does() -> None:
     prepared = prepare_bytes(encode(marked((300, 200)), "PNG"), OPTS)
     turned = rotate(prepared, 90)
     assert (turned.width, turned.height) == (200, 300)
-    out = decoded(turned)
-    assert out.getpixel((10, 290)) == (255, 0, 0)  # top-left went to bottom-left
+    assert decoded(turned).getpixel((190, 10)) == (255, 0, 0)  # top-left went to top-right
+    assert decoded(rotate(prepared, 180)).getpixel((290, 190)) == (255, 0, 0)
+    assert decoded(rotate(prepared, 270)).getpixel((10, 290)) == (255, 0, 0)
     assert rotate(prepared, 0) is prepared
-    upside = decoded(rotate(prepared, 180))
-    assert upside.getpixel((290, 190)) == (255, 0, 0)
     with pytest.raises(ValueError, match="multiple of 90"):
         rotate(prepared, 45)
+
+
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_rotate_equals_the_toolkits_rotation(degrees: int) -> None:
+    # chatdoc-com/OCRFlux@71954ad ocrflux/image_utils.py get_page_image:
+    # image.rotate(-image_rotation, expand=True)
+    source = marked((300, 200))
+    expected = source.rotate(-degrees, expand=True)
+    turned = decoded(rotate(prepare_bytes(encode(source, "PNG"), OPTS), degrees))
+    assert turned.tobytes() == expected.convert(turned.mode).tobytes()
 
 
 def test_shrink() -> None:
