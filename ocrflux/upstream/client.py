@@ -59,6 +59,11 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+# Upstream statuses the client may see as they are; any other 5xx (vLLM's 500 above all)
+# reaches the client as 502: a 500 would read as the gateway's own crash.
+_RELAYED_5XX = frozenset({502, 503, 504})
+
+
 def upstream_error(status: int, content: bytes) -> APIError:
     """vLLM's error body (either of its shapes) as our error, keeping message and param."""
     try:
@@ -66,6 +71,13 @@ def upstream_error(status: int, content: bytes) -> APIError:
     except orjson.JSONDecodeError:
         data = None
     detail = data.get("error", data) if isinstance(data, dict) else None
+    if status >= 500 and status not in _RELAYED_5XX:
+        message = detail.get("message") if isinstance(detail, dict) else None
+        if not isinstance(message, str):
+            message = content[:200].decode("utf-8", "replace").strip() or "no body"
+        return APIError(
+            502, f"the model server failed (HTTP {status}): {message}", code="upstream_error"
+        )
     if isinstance(detail, dict) and isinstance(detail.get("message"), str):
         param = detail.get("param")
         code = detail.get("code")

@@ -52,7 +52,23 @@ async def test_retries_503_with_growing_jittered_backoff_then_succeeds() -> None
 
 
 @respx.mock
-@pytest.mark.parametrize("status", [400, 401, 404, 422, 500])
+@pytest.mark.parametrize("status", [500, 501, 507])
+async def test_an_upstream_500_reaches_the_client_as_502(status: int) -> None:
+    route = respx.post(URL).mock(
+        return_value=httpx.Response(
+            status, json={"error": {"message": "engine died", "type": "InternalServerError"}}
+        )
+    )
+    with pytest.raises(APIError) as caught:
+        await make(Sleeps()).chat(BODY, "rid")
+    assert route.call_count == 1
+    error = caught.value
+    assert (error.status, error.code, error.type) == (502, "upstream_error", "server_error")
+    assert error.message == f"the model server failed (HTTP {status}): engine died"
+
+
+@respx.mock
+@pytest.mark.parametrize("status", [400, 401, 404, 422])
 async def test_other_statuses_are_not_retried(status: int) -> None:
     route = respx.post(URL).mock(
         return_value=httpx.Response(
