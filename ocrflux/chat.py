@@ -45,7 +45,7 @@ class ChatService:
             raise from_validation_error(exc) from None
         images = await self.prepare_images(request)
         if images and self.settings.prompt_mode == "ocrflux":
-            return await self.pages.respond(images, raw, request, request_id)
+            return await self.pages.respond(images, request, request_id)
         body = await self.passthrough_body(raw, request, images)
         model, stream = request.model, request.stream
         # Only `body` is needed from here: a request waiting for vLLM then holds its images

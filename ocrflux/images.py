@@ -67,6 +67,9 @@ class ImageOptions:
     jpeg_quality: int = 92
     max_bytes: int = 20 * _MB
     max_pixels: int = 64_000_000
+    # OCRFlux mode: every image is a page, sized as the toolkit sizes pages (`toolkit_size`:
+    # small ones upscaled too); otherwise images are only ever downscaled (`scaled_size`).
+    pages: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ImageOptions:
@@ -76,7 +79,14 @@ class ImageOptions:
             jpeg_quality=settings.image_jpeg_quality,
             max_bytes=settings.max_image_bytes,
             max_pixels=settings.max_image_pixels,
+            pages=settings.prompt_mode == "ocrflux",
         )
+
+    def target(self, width: int, height: int) -> tuple[int, int]:
+        """The size an upright image of this size is sent at."""
+        if self.pages:
+            return toolkit_size(width, height, self.max_side)
+        return scaled_size(width, height, self.max_side)
 
 
 @dataclass(frozen=True)
@@ -286,10 +296,10 @@ def _orientation(image: Image.Image) -> int:
     return exif_orientation(raw) if isinstance(raw, bytes) else 1
 
 
-def _needs_work(image: Image.Image, mime: str, max_side: int) -> bool:
+def _needs_work(image: Image.Image, mime: str, opts: ImageOptions) -> bool:
     if mime not in _PASSTHROUGH or _orientation(image) != 1:
         return True
-    if max_side and max(image.size) > max_side:
+    if opts.target(*image.size) != image.size:
         return True
     # Anything vLLM's plain convert("RGB") would get wrong: alpha (black, not white,
     # background), CMYK, 16-bit grey.
@@ -365,7 +375,7 @@ def _prepare_inline(url: str, opts: ImageOptions, *, decode_pixels: bool) -> Pre
     if inspected is None:
         return None
     mime, cleaned, image = inspected
-    if _needs_work(image, mime, opts.max_side):
+    if _needs_work(image, mime, opts):
         return _normalize(image, mime, opts, len(data)) if decode_pixels else None
     if cleaned is not data or not strict:
         url = _data_url(mime, pybase64.b64encode(cleaned).decode("ascii"))
@@ -380,14 +390,14 @@ def prepare_bytes(data: bytes, opts: ImageOptions) -> PreparedImage:
     inspected = _inspect(data, opts)
     assert inspected is not None  # not quick: every path returns an image
     mime, cleaned, image = inspected
-    if _needs_work(image, mime, opts.max_side):
+    if _needs_work(image, mime, opts):
         return _normalize(image, mime, opts, len(data))
     url = _data_url(mime, pybase64.b64encode(cleaned).decode("ascii"))
     return PreparedImage(url, image.width, image.height, mime, False, len(data))
 
 
 def _normalize(image: Image.Image, mime: str, opts: ImageOptions, source: int) -> PreparedImage:
-    upright = decode_upright(image, mime, lambda w, h: scaled_size(w, h, opts.max_side))
+    upright = decode_upright(image, mime, opts.target)
     return _encoded(upright, opts, source, mime)
 
 
@@ -405,7 +415,7 @@ def decode_upright(
     upright = (height, width) if swapped else (width, height)
     size = target(*upright)
     try:
-        if mime == "image/jpeg" and size != upright:
+        if mime == "image/jpeg" and max(size) < max(upright):
             # Reduced-scale DCT decoding (1/2, 1/4, 1/8): never below the requested size, and a
             # 12 MP photo is not fully decoded just to be shrunk.
             image.draft(None, (size[1], size[0]) if swapped else size)

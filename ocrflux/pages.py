@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from functools import partial
-from typing import Any
 
 from starlette.responses import Response, StreamingResponse
 
@@ -34,17 +33,6 @@ FALLBACK_HEADER = "X-OCRFlux-Fallback-Pages"
 # tables and checkbox forms the most: ~12 ms at worst); more goes to a thread, so a long
 # answer never holds up other clients.
 SHAPE_ON_LOOP_LIMIT = 4_000
-# Client sampling fields that make sense for a page call; `stop`, `n`, tools etc. do not.
-PAGE_SAMPLING_FIELDS = (
-    "temperature",
-    "top_p",
-    "top_k",
-    "min_p",
-    "seed",
-    "repetition_penalty",
-    "presence_penalty",
-    "frequency_penalty",
-)
 
 
 class PageReader:
@@ -53,10 +41,6 @@ class PageReader:
     def __init__(self, settings: Settings, engine: PageEngine) -> None:
         self.settings = settings
         self.engine = engine
-
-    def _job(self, raw: dict[str, Any], request: ChatCompletionRequest, request_id: str) -> PageJob:
-        sampling = {k: raw[k] for k in PAGE_SAMPLING_FIELDS if raw.get(k) is not None}
-        return PageJob(request_id, max_tokens=request.token_limit, sampling=sampling)
 
     async def _shape(self, pages: list[PageResponse | str], fmt: OutputFormat) -> str:
         """`shape_pages`, in a thread when the text is long."""
@@ -67,16 +51,18 @@ class PageReader:
         return shape() if size <= SHAPE_ON_LOOP_LIMIT else await asyncio.to_thread(shape)
 
     async def respond(
-        self,
-        images: list[PreparedImage],
-        raw: dict[str, Any],
-        request: ChatCompletionRequest,
-        request_id: str,
+        self, images: list[PreparedImage], request: ChatCompletionRequest, request_id: str
     ) -> Response:
+        """Read every image as a page and answer the request.
+
+        Page calls follow the toolkit whatever the client's sampling fields say; only its
+        max_tokens (or max_completion_tokens) is honoured, as a cap on each page's answer.
+        The request fails only when the client's request cannot work (the engine raises) or
+        when no page could be read at all; other failed pages are fallback pages."""
         if request.n != 1:
             raise APIError(400, "n must be 1 in ocrflux mode", param="n", code="invalid_value")
         fmt: OutputFormat = request.output_format or infer_output_format(request.system_prompt())
-        job = self._job(raw, request, request_id)
+        job = PageJob(request_id, max_tokens=request.token_limit)
         tasks = [asyncio.ensure_future(self.engine.read_page(im, job)) for im in images]
         if request.stream:
             return StreamingResponse(
@@ -89,6 +75,9 @@ class PageReader:
         finally:
             for task in tasks:
                 task.cancel()
+        unread = _unread(results)
+        if unread is not None:
+            raise unread
         usage = Usage()
         for result in results:
             usage.add(result.usage.model_dump())
@@ -109,18 +98,24 @@ class PageReader:
         """One content chunk per page, in page order, as soon as that page is done."""
         cid, model, usage = new_completion_id(), request.model, Usage()
         results: list[PageResult] = []
+        sent = False  # any page text yet (the separator goes between pages, as unstreamed)
         try:
             yield event(chunk_body(cid, model, {"role": "assistant", "content": ""}))
-            for number, task in enumerate(tasks, start=1):
+            for task in tasks:
                 result = await task
                 results.append(result)
                 usage.add(result.usage.model_dump())
                 if fmt == "json":
                     continue  # one JSON document: sent whole once every page is read
                 text = await self._shape([result.shaped_input], fmt)
-                yield event(
-                    chunk_body(cid, model, {"content": text if number == 1 else "\n\n" + text})
-                )
+                if text:
+                    yield event(
+                        chunk_body(cid, model, {"content": "\n\n" + text if sent else text})
+                    )
+                    sent = True
+            unread = _unread(results)
+            if unread is not None:
+                raise unread
             if fmt == "json":
                 text = await self._shape([r.shaped_input for r in results], fmt)
                 yield event(chunk_body(cid, model, {"content": text}))
@@ -137,6 +132,12 @@ class PageReader:
         finally:
             for task in tasks:
                 task.cancel()
+
+
+def _unread(results: list[PageResult]) -> APIError | None:
+    """The error to answer with when no page could be read at all (else None)."""
+    errors = [r.error for r in results]
+    return errors[0] if errors and all(errors) else None
 
 
 def _finish_reason(results: list[PageResult]) -> str:

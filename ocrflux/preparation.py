@@ -27,7 +27,9 @@ from ocrflux.images import (
     prepare_bytes,
     prepare_inline,
     rotate,
+    scaled_size,
     shrink,
+    toolkit_size,
 )
 from ocrflux.settings import Settings
 from ocrflux.tokens import plan_max_side
@@ -101,6 +103,7 @@ class ImagePreparer:
             max_tokens=max_tokens,
             max_model_len=self.max_model_len,
             min_side=self.min_side,
+            resize=toolkit_size if self.options.pages else scaled_size,
         )
         if cap is None:  # the common case: no thread hop
             return list(images)

@@ -99,10 +99,18 @@ class Settings(BaseSettings):
         "ocrflux", description="`ocrflux`: one trained page prompt per image; else forward as is."
     )
     page_retries: int = Field(
-        2, ge=0, le=10, description="Re-asks of a page whose answer is not page JSON."
+        3,
+        ge=0,
+        le=10,
+        description="Re-asks of a page whose answer is not page JSON or whose call failed, "
+        "0.1 hotter each (the toolkit's batch pipeline allows 8 attempts; 4 keep a page that "
+        "runs to its full budget every time within TOTAL_TIMEOUT).",
     )
-    page_max_tokens: int = Field(
-        4096, ge=1, description="max_tokens for a page when the client sets none."
+    page_max_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Optional cap on a page's answer; unset: all the room MAX_MODEL_LEN leaves "
+        "after the page's prompt, as the toolkit.",
     )
     keep_image_placeholders: bool = Field(
         False, description="Keep `<Image>(x1,y1),(x2,y2)</Image>` placeholders in page text."
@@ -112,6 +120,11 @@ class Settings(BaseSettings):
     )
 
     _split = field_validator("api_keys", "remote_image_allowlist", mode="before")(_split_commas)
+
+    @field_validator("page_max_tokens", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("vllm_url")
     @classmethod

@@ -11,7 +11,7 @@ the config, not the class, decides.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ocrflux.images import ImageOptions, ImageRejected, PreparedImage, scaled_size, shrink
 
@@ -64,8 +64,17 @@ def estimate_text_tokens(text: str) -> int:
     return math.ceil((ascii_chars - digits) / 3) + digits + math.ceil(non_ascii_bytes / 2)
 
 
-def _images_need(sizes: Sequence[tuple[int, int]], cap: int = 0) -> int:
-    return sum(image_tokens(*scaled_size(w, h, cap)) + IMAGE_WRAPPER_TOKENS for w, h in sizes)
+Resize = Callable[[int, int, int], tuple[int, int]]
+
+
+def _images_need(
+    sizes: Sequence[tuple[int, int]], cap: int = 0, resize: Resize = scaled_size
+) -> int:
+    # `shrink` leaves an image alone when it is within the cap.
+    return sum(
+        image_tokens(*(resize(w, h, cap) if 0 < cap < max(w, h) else (w, h))) + IMAGE_WRAPPER_TOKENS
+        for w, h in sizes
+    )
 
 
 def plan_max_side(
@@ -75,8 +84,11 @@ def plan_max_side(
     max_tokens: int,
     max_model_len: int,
     min_side: int,
+    resize: Resize = scaled_size,
 ) -> int | None:
     """The largest longest-side cap that makes everything fit; None if it already fits.
+
+    `resize` is how `shrink` sizes an image at the cap (`toolkit_size` for OCRFlux pages).
 
     Pure arithmetic (cheap: fine on the event loop). The cap applies to every image, so the
     largest shrink first; an image is never shrunk below `min_side` (its longest side), and one
@@ -89,7 +101,7 @@ def plan_max_side(
         return None
     longest = max(max(w, h) for w, h in sizes)
     floor = min(min_side, longest)
-    at_floor = _images_need(sizes, floor)
+    at_floor = _images_need(sizes, floor, resize)
     if at_floor > budget:
         raise ImageRejected(
             f"the images need ~{need:,} tokens, the model's context is {max_model_len:,}: "
@@ -100,7 +112,7 @@ def plan_max_side(
     low, high = floor, longest - 1  # invariant: `low` fits
     while low < high:
         middle = (low + high + 1) // 2
-        if _images_need(sizes, middle) <= budget:
+        if _images_need(sizes, middle, resize) <= budget:
             low = middle
         else:
             high = middle - 1

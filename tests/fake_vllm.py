@@ -8,7 +8,8 @@ ways a real server does: drop connections, stall, send garbage, break a stream m
 Control it over HTTP (tests only):
   POST /_control  {"fail": [503, 429], "retry_after": "0", "drop": 1, "garbage": 1,
                    "delay": 0.2, "stream_drop_after": 3, "health_status": 503,
-                   "page_answers": {"600x800": ["not json", "{...}"]}, "answer": "text",
+                   "page_answers": {"768x1024": ["not json", "{...}"]}, "answer": "text",
+                   "page_failures": {"768x1024": [500]},
                    "stream_chunks": 8, "chunk_delay": 0.01}
   GET  /_requests  what it received (image URLs replaced by their decoded size)
   GET  /_events    stream events such as client disconnects
@@ -47,6 +48,7 @@ class Behaviour:
         self.stream_drop_after: int | None = None
         self.health_status = 200
         self.page_answers: dict[str, list[str]] = {}
+        self.page_failures: dict[str, list[int]] = {}
         self.answer = "Hello from the fake vLLM."
         self.stream_chunks = 8
         self.chunk_delay = 0.0
@@ -70,13 +72,19 @@ def image_size(url: str) -> dict[str, Any]:
     header, _, payload = url.partition(",")
     data = base64.b64decode(payload)
     with Image.open(io.BytesIO(data)) as image:
+        rgb = image.convert("RGB")
+        w, h = image.width, image.height
         return {
             "kind": "data",
             "mime": header[5:].split(";")[0],
             "bytes": len(data),
-            "width": image.width,
-            "height": image.height,
+            "width": w,
+            "height": h,
             "format": image.format,
+            # RGB of the top-left, top-right, bottom-left and bottom-right pixels (rotations)
+            "corners": [
+                list(rgb.getpixel(xy)) for xy in ((0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1))
+            ],
         }
 
 
@@ -109,6 +117,13 @@ def prompt_text(body: dict[str, Any]) -> str:
         elif isinstance(content, list):
             texts += [p.get("text", "") for p in content if p.get("type") == "text"]
     return "\n".join(texts)
+
+
+def page_key(body: dict[str, Any], images: list[dict[str, Any]]) -> str | None:
+    """ "WxH" of a page call's image (what page_answers and page_failures are keyed by)."""
+    if images and prompt_text(body).startswith(PAGE_PROMPT_START):
+        return f"{images[0].get('width')}x{images[0].get('height')}"
+    return None
 
 
 def error_body(status: int, message: str, param: str | None = None) -> bytes:
@@ -222,6 +237,10 @@ class FakeVLLM:
             return await self.respond(
                 writer, status, error_body(status, f"fake failure {status}"), extra=extra
             )
+        failures = b.page_failures.get(page_key(body, images) or "")
+        if failures:
+            status = failures.pop(0)
+            return await self.respond(writer, status, error_body(status, f"fake failure {status}"))
         if b.garbage:
             b.garbage -= 1
             return await self.respond(writer, 200, b"<html>not json</html>")
@@ -265,11 +284,9 @@ class FakeVLLM:
         return await self.respond(writer, 200, orjson.dumps(data))
 
     def answer_for(self, body: dict[str, Any], images: list[dict[str, Any]]) -> str:
-        if images and prompt_text(body).startswith(PAGE_PROMPT_START):
-            key = f"{images[0].get('width')}x{images[0].get('height')}"
-            answers = self.b.page_answers.get(key)
-            if answers:
-                return answers.pop(0) if len(answers) > 1 else answers[0]
+        answers = self.b.page_answers.get(page_key(body, images) or "")
+        if answers:
+            return answers.pop(0) if len(answers) > 1 else answers[0]
         return self.b.answer
 
     async def stream(

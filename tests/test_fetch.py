@@ -332,7 +332,10 @@ async def test_https_is_pinned_with_sni() -> None:
 
 
 async def test_image_preparer_every_source(transport: ServerOnly, port: int) -> None:
-    preparer = ImagePreparer(settings(image_workers=2), resolver=resolver, transport=transport)
+    # Passthrough sizing (downscale only): the 64x48 test image is forwarded as it is.
+    preparer = ImagePreparer(
+        settings(image_workers=2, prompt_mode="passthrough"), resolver=resolver, transport=transport
+    )
     try:
         url = "data:image/png;base64," + base64.b64encode(PNG).decode()
         inline = await preparer.prepare(url)
@@ -368,8 +371,14 @@ async def test_image_workers_run_below_the_event_loop_priority() -> None:
     assert nice == os.getpriority(os.PRIO_PROCESS, 0) + 10 or nice == 19
 
 
-async def test_an_image_that_needs_no_change_skips_the_thread_pool() -> None:
-    preparer = ImagePreparer(settings())
+@pytest.mark.parametrize(
+    ("mode", "fine"),
+    [("passthrough", (640, 480)), ("ocrflux", (768, 1024))],  # ocrflux: a page at 1024 already
+)
+async def test_an_image_that_needs_no_change_skips_the_thread_pool(
+    mode: str, fine: tuple[int, int]
+) -> None:
+    preparer = ImagePreparer(settings(prompt_mode=mode))
 
     class NoThreads(concurrent.futures.Executor):
         def submit(self, *args: object, **kwargs: object) -> concurrent.futures.Future[object]:
@@ -377,7 +386,7 @@ async def test_an_image_that_needs_no_change_skips_the_thread_pool() -> None:
 
     pool, preparer._pool = preparer._pool, NoThreads()
     try:
-        url = "data:image/png;base64," + base64.b64encode(png_bytes((640, 480))).decode()
+        url = "data:image/png;base64," + base64.b64encode(png_bytes(fine)).decode()
         prepared = await preparer.prepare(url)
         assert prepared.data_url is url
         with pytest.raises(AssertionError, match="thread pool"):  # a big one still goes there

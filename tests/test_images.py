@@ -335,6 +335,48 @@ def test_never_upscales_and_max_side_zero_turns_resizing_off() -> None:
     assert (prepared.width, prepared.height, prepared.reencoded) == (3000, 2000, False)
 
 
+PAGES = ImageOptions(pages=True)  # OCRFlux mode: every image is a page at the toolkit's size
+
+
+@pytest.mark.parametrize(("size", "fmt"), [
+    ((600, 800), "PNG"),  # upscaled: 768x1024
+    ((300, 200), "JPEG"),  # upscaled: 1024x682
+    ((2000, 3000), "PNG"),  # downscaled, truncated: 682x1024
+    ((4000, 3000), "JPEG"),  # downscaled through JPEG draft mode: 1024x768
+])  # fmt: skip
+def test_pages_are_sized_the_toolkits_way(size: tuple[int, int], fmt: str) -> None:
+    prepared = prepare_bytes(encode(marked(size), fmt), PAGES)
+    assert (prepared.width, prepared.height) == toolkit_size(*size, 1024)
+    out = decoded(prepared).convert("RGB")
+    assert out.size == (prepared.width, prepared.height)
+    assert _close(out.getpixel((5, 5)), (255, 0, 0))  # the marked corner stays where it was
+
+
+def test_a_page_already_at_the_toolkit_size_is_forwarded_as_is() -> None:
+    data = encode(marked((768, 1024)), "PNG")
+    prepared = prepare_bytes(data, PAGES)
+    assert not prepared.reencoded and prepared.payload == data
+    # Passthrough sizing forwards a small image as it is; a page is brought up to 1024.
+    small = encode(marked((600, 800)), "PNG")
+    assert not prepare_bytes(small, OPTS).reencoded
+    assert prepare_bytes(small, PAGES).reencoded
+
+
+def test_pages_keep_exif_alpha_and_cmyk_handling() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored image must be turned 90 degrees clockwise for display
+    turned = prepare_bytes(encode(marked((400, 300)), "JPEG", exif=exif.tobytes()), PAGES)
+    assert (turned.width, turned.height) == (768, 1024)  # upright 300x400, then sized
+    image = decoded(turned).convert("RGB")
+    assert _close(image.getpixel((760, 5)), (255, 0, 0))  # stored top-left is now top-right
+    clear = Image.new("RGBA", (100, 100), (0, 0, 0, 0))
+    out = decoded(prepare_bytes(encode(clear, "PNG"), PAGES))
+    assert out.size == (1024, 1024) and out.getpixel((500, 500)) == (255, 255, 255)
+    cmyk = decoded(prepare_bytes(encode(Image.new("CMYK", (64, 64), (0, 0, 0, 0)), "JPEG"), PAGES))
+    assert cmyk.mode == "RGB" and cmyk.size == (1024, 1024)
+    assert _close(cmyk.getpixel((500, 500)), (255, 255, 255))
+
+
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
 def test_exif_orientation_is_applied(fmt: str) -> None:
     exif = Image.Exif()

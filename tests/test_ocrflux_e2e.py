@@ -14,10 +14,15 @@ import orjson
 import pytest
 from PIL import Image, ImageDraw
 
+from ocrflux.engines.vllm import CHAT_TEMPLATE_TEXT
 from ocrflux.page_format import build_page_prompt
+from ocrflux.tokens import estimate_text_tokens, image_tokens
 from tests.support import FakeVLLMProcess, Process
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pages"
+RED = (255, 0, 0)
+# Page sizes as the toolkit sends them (image_utils.get_page_image at 1024): 600x800 -> 768x1024.
+PAGE = "768x1024"
 
 
 def fixture(name: str) -> dict[str, Any]:
@@ -25,8 +30,10 @@ def fixture(name: str) -> dict[str, Any]:
 
 
 def page_image(width: int, height: int) -> str:
+    """A white page with a line of "text" and a red top-left corner (to follow rotations)."""
     image = Image.new("RGB", (width, height), "white")
     ImageDraw.Draw(image).rectangle((10, 10, width // 2, 40), fill="black")
+    image.paste(RED, (0, 0, max(1, width // 8), max(1, height // 8)))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
@@ -54,7 +61,7 @@ def test_one_page_gets_the_trained_prompt_and_markdown_back(
     ocrflux_gateway: Process, fake: FakeVLLMProcess
 ) -> None:
     english = fixture("english_page")
-    fake.control(page_answers={"600x800": [english["answer"]]})
+    fake.control(page_answers={PAGE: [english["answer"]]})
     response = post(ocrflux_gateway, page_request((600, 800)))
     assert response.status_code == 200, response.text
     body = response.json()
@@ -63,9 +70,10 @@ def test_one_page_gets_the_trained_prompt_and_markdown_back(
     (sent,) = fake.requests()
     (message,) = sent["body"]["messages"]
     assert message["role"] == "user"
-    image_part, text_part = message["content"]
+    # The toolkit's order: the prompt first, then the page (upscaled to the trained 1024).
+    text_part, image_part = message["content"]
     assert text_part == {"type": "text", "text": build_page_prompt()}
-    assert (image_part["image"]["width"], image_part["image"]["height"]) == (600, 800)
+    assert (image_part["image"]["width"], image_part["image"]["height"]) == (768, 1024)
     assert body["usage"] == summed_usage(fake)
     assert "x-ocrflux-fallback-pages" not in response.headers
 
@@ -74,8 +82,9 @@ def test_pages_run_concurrently_and_join_in_order(
     ocrflux_gateway: Process, fake: FakeVLLMProcess
 ) -> None:
     names = ["english_page", "chinese_page", "table_spans"]
-    sizes = [(600, 800), (601, 800), (602, 800)]
-    answers = {f"{w}x{h}": [fixture(n)["answer"]] for n, (w, h) in zip(names, sizes, strict=True)}
+    sizes = [(600, 800), (601, 800), (602, 800)]  # sent as 768, 769 and 770 x 1024
+    keys = ["768x1024", "769x1024", "770x1024"]
+    answers = {key: [fixture(n)["answer"]] for n, key in zip(names, keys, strict=True)}
     # Each page takes 0.4 s upstream; three in sequence would take 1.2 s.
     fake.control(page_answers=answers, delay=0.4)
     response = post(ocrflux_gateway, page_request(*sizes))
@@ -85,20 +94,26 @@ def test_pages_run_concurrently_and_join_in_order(
     assert response.json()["usage"] == summed_usage(fake)
 
 
-def test_rotated_page_is_turned_and_asked_again(
+def test_rotated_page_is_turned_clockwise_and_asked_again(
     ocrflux_gateway: Process, fake: FakeVLLMProcess
 ) -> None:
     english = fixture("english_page")
     fake.control(
         page_answers={
-            "800x600": [fixture("rotated_page")["answer"]],
-            "600x800": [english["answer"]],
+            "1024x768": [fixture("rotated_page")["answer"]],  # rotation_correction: 90
+            PAGE: [english["answer"]],
         }
     )
     response = post(ocrflux_gateway, page_request((800, 600)))
     assert response.json()["choices"][0]["message"]["content"] == english["expected"]["markdown"]
-    sizes = [(r["images"][0]["width"], r["images"][0]["height"]) for r in fake.requests()]
-    assert sizes == [(800, 600), (600, 800)]
+    first, second = fake.requests()
+    assert (first["images"][0]["width"], first["images"][0]["height"]) == (1024, 768)
+    assert (second["images"][0]["width"], second["images"][0]["height"]) == (768, 1024)
+    # The red top-left corner went to the top right: turned 90 degrees clockwise, as the
+    # toolkit's image.rotate(-90, expand=True).
+    assert first["images"][0]["corners"][0] == list(RED)
+    top_left, top_right, bottom_left, _ = second["images"][0]["corners"]
+    assert top_right == list(RED) and top_left != list(RED) and bottom_left != list(RED)
     assert response.json()["usage"] == summed_usage(fake)
 
 
@@ -106,7 +121,7 @@ def test_invalid_answer_is_asked_again_with_a_higher_temperature(
     ocrflux_gateway: Process, fake: FakeVLLMProcess
 ) -> None:
     english = fixture("english_page")
-    fake.control(page_answers={"600x800": [fixture("invalid_json")["answer"], english["answer"]]})
+    fake.control(page_answers={PAGE: [fixture("invalid_json")["answer"], english["answer"]]})
     response = post(ocrflux_gateway, page_request((600, 800)))
     assert response.json()["choices"][0]["message"]["content"] == english["expected"]["markdown"]
     assert [r["body"]["temperature"] for r in fake.requests()] == [0.0, 0.1]
@@ -117,14 +132,24 @@ def test_invalid_answer_is_asked_again_with_a_higher_temperature(
     assert "x-ocrflux-fallback-pages" not in response.headers
 
 
-def test_client_sampling_fields_override_the_toolkit_defaults(
+def test_page_calls_sample_as_the_toolkit_whatever_the_client_sends(
     ocrflux_gateway: Process, fake: FakeVLLMProcess
 ) -> None:
-    fake.control(page_answers={"600x800": [fixture("english_page")["answer"]]})
-    post(ocrflux_gateway, page_request((600, 800), top_k=20, seed=3, stop=["x"], max_tokens=99))
-    body = fake.requests()[0]["body"]
-    assert (body["top_k"], body["top_p"], body["seed"], body["max_tokens"]) == (20, 1.0, 3, 99)
-    assert "stop" not in body
+    english = fixture("english_page")
+    fake.control(page_answers={PAGE: [fixture("invalid_json")["answer"], english["answer"]]})
+    client_sampling = {"temperature": 0.5, "top_p": 0.8, "top_k": 20, "seed": 3, "stop": ["x"]}
+    response = post(
+        ocrflux_gateway,
+        page_request((600, 800), **client_sampling, repetition_penalty=1.2, max_tokens=99),
+    )
+    assert response.status_code == 200
+    first, second = (r["body"] for r in fake.requests())
+    # Greedy first, then 0.1: not 0.5 and 0.6.
+    assert (first["temperature"], second["temperature"]) == (0.0, 0.1)
+    for body in (first, second):
+        assert (body["top_p"], body["top_k"], body["repetition_penalty"]) == (1.0, -1, 1.0)
+        assert "seed" not in body and "stop" not in body
+        assert body["max_tokens"] == 99  # the client's max_tokens is honoured, as a cap
 
 
 def test_page_that_never_decodes_falls_back_to_raw_text_and_is_marked(
@@ -133,8 +158,8 @@ def test_page_that_never_decodes_falls_back_to_raw_text_and_is_marked(
     invalid = fixture("invalid_json")
     fake.control(
         page_answers={
-            "601x800": [invalid["answer"]],
-            "600x800": [fixture("english_page")["answer"]],
+            "769x1024": [invalid["answer"]],
+            PAGE: [fixture("english_page")["answer"]],
         }
     )
     response = post(ocrflux_gateway, page_request((600, 800), (601, 800)))
@@ -143,9 +168,9 @@ def test_page_that_never_decodes_falls_back_to_raw_text_and_is_marked(
     content = response.json()["choices"][0]["message"]["content"]
     assert content.endswith(invalid["expected"]["markdown"])
     temperatures = sorted(
-        r["body"]["temperature"] for r in fake.requests() if r["images"][0]["width"] == 601
+        r["body"]["temperature"] for r in fake.requests() if r["images"][0]["width"] == 769
     )
-    assert temperatures == [0.0, 0.1, 0.2]  # PAGE_RETRIES defaults to 2
+    assert temperatures == [0.0, 0.1, 0.2, 0.3]  # PAGE_RETRIES defaults to 3
     assert response.json()["usage"] == summed_usage(fake)
 
 
@@ -155,7 +180,7 @@ def test_output_format_field_chooses_the_shape(
     ocrflux_gateway: Process, fake: FakeVLLMProcess, name: str, fmt: str
 ) -> None:
     page = fixture(name)
-    fake.control(page_answers={"600x800": [page["answer"]]})
+    fake.control(page_answers={PAGE: [page["answer"]]})
     response = post(ocrflux_gateway, page_request((600, 800), output_format=fmt))
     content = response.json()["choices"][0]["message"]["content"]
     if fmt == "json":
@@ -169,7 +194,7 @@ def test_seed_request_with_the_openai_sdk_returns_a_checkbox_list(
     ocrflux_gateway: Process, fake: FakeVLLMProcess
 ) -> None:
     seed = fixture("seed_form_zh")
-    fake.control(page_answers={"700x990": [seed["answer"]]})
+    fake.control(page_answers={"724x1024": [seed["answer"]]})  # 700x990, sent at 1024
     client = openai.OpenAI(base_url=f"{ocrflux_gateway.url}/v1", api_key="sk-none", max_retries=0)
     reply = client.chat.completions.create(
         model="Qwen/Qwen2.5-VL-32B-Instruct",
@@ -196,8 +221,8 @@ def test_streaming_sends_pages_as_chunks_with_summed_usage(
     names = ["english_page", "chinese_page"]
     fake.control(
         page_answers={
-            "600x800": [fixture(names[0])["answer"]],
-            "601x800": [fixture(names[1])["answer"]],
+            PAGE: [fixture(names[0])["answer"]],
+            "769x1024": [fixture(names[1])["answer"]],
         }
     )
     client = openai.OpenAI(base_url=f"{ocrflux_gateway.url}/v1", api_key="x", max_retries=0)
@@ -235,3 +260,112 @@ def test_passthrough_checkbox_setting(make_gateway: Any, fake: FakeVLLMProcess) 
     assert post(plain, body).json()["choices"][0]["message"]["content"] == "- ☑ done\n- ☐ todo"
     normalised = post(normalising, body).json()["choices"][0]["message"]["content"]
     assert normalised == "- [√] done\n- [ ] todo"
+
+
+# --- the toolkit's page request: size, budget, failures ------------------------------------------
+
+# (sent as, by the toolkit's rule), worked out by hand from image_utils.get_page_image.
+TOOLKIT_SIZES = {
+    (300, 400): (768, 1024),  # small: upscaled, like the toolkit
+    (2000, 3000): (682, 1024),  # large: 682.67 truncated, not rounded to 683
+    (3000, 2000): (1024, 682),  # landscape
+    (612, 792): (791, 1024),  # a Letter page at 72 dpi: 791.27
+    (5000, 100): (1024, 20),  # extreme aspect ratios: 20.48 and 25.6
+    (100, 4000): (25, 1024),
+    (500, 500): (1024, 1024),  # square
+}
+
+
+def test_every_page_goes_at_the_toolkits_size_text_first_greedy_with_the_whole_budget(
+    ocrflux_gateway: Process, fake: FakeVLLMProcess
+) -> None:
+    fake.control(answer=fixture("english_page")["answer"])
+    response = post(ocrflux_gateway, page_request(*TOOLKIT_SIZES, temperature=0.7))
+    assert response.status_code == 200, response.text
+    sent = fake.requests()
+    sizes = sorted((r["images"][0]["width"], r["images"][0]["height"]) for r in sent)
+    assert sizes == sorted(TOOLKIT_SIZES.values())
+    text_tokens = estimate_text_tokens(CHAT_TEMPLATE_TEXT + build_page_prompt())
+    for request in sent:
+        body, image = request["body"], request["images"][0]
+        assert [p["type"] for p in body["messages"][0]["content"]] == ["text", "image_url"]
+        assert body["temperature"] == 0.0  # the client's 0.7 is not a page's temperature
+        # No cap set: the answer may use all the context the prompt leaves (MAX_MODEL_LEN 8192).
+        prompt = text_tokens + image_tokens(image["width"], image["height"]) + 2
+        assert body["max_tokens"] == 8192 - prompt
+
+
+def test_a_page_already_at_the_toolkit_size_is_forwarded_untouched(
+    ocrflux_gateway: Process, fake: FakeVLLMProcess
+) -> None:
+    fake.control(answer=fixture("english_page")["answer"])
+    url = page_image(768, 1024)
+    body = page_request()
+    body["messages"][0]["content"].append({"type": "image_url", "image_url": {"url": url}})
+    assert post(ocrflux_gateway, body).status_code == 200
+    (sent,) = fake.requests()
+    assert sent["images"][0]["bytes"] == len(base64.b64decode(url.partition(",")[2]))
+
+
+def test_a_client_max_tokens_that_leaves_no_room_for_the_page_is_a_400(
+    ocrflux_gateway: Process, fake: FakeVLLMProcess
+) -> None:
+    response = post(ocrflux_gateway, page_request((600, 800), max_tokens=8000))
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["param"], error["code"]) == ("max_tokens", "context_length_exceeded")
+    assert "max_tokens is 8,000" in error["message"] and "8,192-token context" in error["message"]
+    assert fake.requests() == []
+
+
+def test_a_page_whose_first_call_fails_is_asked_again(
+    ocrflux_gateway: Process, fake: FakeVLLMProcess
+) -> None:
+    english = fixture("english_page")
+    fake.control(page_failures={PAGE: [500]}, page_answers={PAGE: [english["answer"]]})
+    response = post(ocrflux_gateway, page_request((600, 800)))
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"] == english["expected"]["markdown"]
+    assert [r["body"]["temperature"] for r in fake.requests()] == [0.0, 0.1]
+    assert "x-ocrflux-fallback-pages" not in response.headers
+
+
+def test_a_page_that_keeps_failing_is_a_fallback_and_the_others_are_returned(
+    ocrflux_gateway: Process, fake: FakeVLLMProcess
+) -> None:
+    english = fixture("english_page")
+    fake.control(page_failures={"769x1024": [500] * 4}, page_answers={PAGE: [english["answer"]]})
+    response = post(ocrflux_gateway, page_request((601, 800), (600, 800)))
+    assert response.status_code == 200, response.text
+    assert response.headers["x-ocrflux-fallback-pages"] == "1"
+    assert response.json()["choices"][0]["message"]["content"] == english["expected"]["markdown"]
+    failed = [r for r in fake.requests() if r["images"][0]["width"] == 769]
+    assert [r["body"]["temperature"] for r in failed] == [0.0, 0.1, 0.2, 0.3]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_when_no_page_can_be_read_the_client_gets_a_502_never_a_500(
+    ocrflux_gateway: Process, fake: FakeVLLMProcess, stream: bool
+) -> None:
+    fake.control(page_failures={PAGE: [500] * 4, "769x1024": [500] * 4})
+    response = post(ocrflux_gateway, page_request((600, 800), (601, 800), stream=stream))
+    if stream:
+        error = json.loads(response.text.split("data: ")[-1])["error"]
+    else:
+        assert response.status_code == 502
+        error = response.json()["error"]
+    assert (error["type"], error["code"]) == ("server_error", "upstream_error")
+    assert "the model server failed (HTTP 500)" in error["message"]
+    assert len(fake.requests()) == 8
+
+
+def test_table_cells_with_a_bare_ampersand_survive(
+    ocrflux_gateway: Process, fake: FakeVLLMProcess
+) -> None:
+    table = "<table><tr><td>R&D</td><td><l></td></tr><tr><td>AT&T</td><td>Q&amp;A</td></tr></table>"
+    answer = json.dumps({**fixture("english_page")["page_response"], "natural_text": table})
+    fake.control(page_answers={PAGE: [answer]})
+    response = post(ocrflux_gateway, page_request((600, 800)))
+    assert response.json()["choices"][0]["message"]["content"] == (
+        '<table><tr><td colspan="2">R&D</td></tr><tr><td>AT&T</td><td>Q&amp;A</td></tr></table>'
+    )

@@ -22,6 +22,8 @@ def shown_default(name: str) -> str:
         return str(value).lower()
     if isinstance(value, list):
         value = ",".join(value)
+    if value is None:  # an optional setting, unset by default
+        value = ""
     return str(value) or '""'
 
 

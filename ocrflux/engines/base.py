@@ -7,9 +7,8 @@ places that know how a page is actually read.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from ocrflux.errors import APIError
 from ocrflux.images import PreparedImage
@@ -26,8 +25,6 @@ class PageJob:
     max_tokens: int | None = None
     # Fairness key for admission control: pages of one request share it (default: the request).
     flow: str = ""
-    # Client sampling fields a page call honours (temperature is the first attempt's).
-    sampling: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def flow_key(self) -> str:

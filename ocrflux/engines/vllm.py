@@ -1,8 +1,16 @@
-"""The vLLM engine: reads a page with OCRFlux-3B's trained prompt, decoding, rotation, re-asks."""
+"""The vLLM engine: reads a page the way OCRFlux-3B was trained to read it.
+
+A page call is what the toolkit sends (chatdoc-com/OCRFlux `pipeline.py`): one user message
+with the trained prompt first and the page image second; greedy first, then 0.1 hotter per
+re-ask; vLLM's plain sampling (top_p 1, top_k -1, repetition_penalty 1); an answer budget of
+all the context the prompt leaves. A page whose answer is not page JSON, or whose call failed,
+is asked again; one the model reports as rotated is turned clockwise and asked again.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import orjson
@@ -13,17 +21,60 @@ from ocrflux.images import ImageRejected, PreparedImage
 from ocrflux.page_format import build_page_prompt, parse_page_response
 from ocrflux.preparation import ImagePreparer
 from ocrflux.settings import Settings
-from ocrflux.tokens import estimate_text_tokens
+from ocrflux.tokens import IMAGE_WRAPPER_TOKENS, estimate_text_tokens, image_tokens
 from ocrflux.upstream import Upstream
 
 logger = logging.getLogger("ocrflux.engines.vllm")
 
-# The OCRFlux toolkit raises the temperature by this much for each re-ask of a page.
+# The toolkit's schedule (pipeline.py TEMPERATURE_BY_ATTEMPT): 0.0, 0.1, ... at most 0.8.
 TEMPERATURE_STEP = 0.1
+MAX_TEMPERATURE = 0.8
 # The toolkit samples with vLLM's SamplingParams defaults. vLLM's server instead defaults to the
 # model's generation_config (Qwen2.5-VL's: top_k 1, top_p 0.001, repetition_penalty 1.05), under
 # which a higher temperature changes nothing; so page calls state the toolkit's values.
 TOOLKIT_SAMPLING = {"top_p": 1.0, "top_k": -1, "repetition_penalty": 1.0}
+# What Qwen2-VL's chat template wraps around one user message (its default system prompt,
+# role headers, special tokens): part of every page's prompt, counted high like all text.
+CHAT_TEMPLATE_TEXT = (
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    "<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n"
+)
+# With no cap from the client, a page whose prompt leaves less than this for the answer (an
+# IMAGE_MAX_SIDE too large for MAX_MODEL_LEN) is shrunk first: a dense page's JSON needs it.
+MIN_ANSWER_TOKENS = 1024
+# vLLM's 400s that say the request itself cannot work (the budget the client asked for):
+# no re-ask can change them.
+_CONTEXT_REFUSAL = re.compile(r"context length|max_model_len|max_tokens", re.IGNORECASE)
+# The upstream layer already retried these (unreachable, timed out, rate limited): asking the
+# same page again at once would only wait again.
+_NOT_REASKED = frozenset({429, 503, 504})
+
+
+def toolkit_temperature(attempt: int) -> float:
+    """The temperature of attempt 0, 1, 2, ... (0.0, 0.1, 0.2, ..., at most 0.8)."""
+    return min(round(TEMPERATURE_STEP * attempt, 3), MAX_TEMPERATURE)
+
+
+def is_request_error(exc: APIError) -> bool:
+    """vLLM refusing what the client asked for (a budget the context cannot hold)."""
+    if exc.status != 400:
+        return False
+    return exc.param in ("max_tokens", "max_completion_tokens") or bool(
+        _CONTEXT_REFUSAL.search(exc.message)
+    )
+
+
+def page_error(exc: APIError) -> APIError:
+    """What a page call's failure means to the client: the gateway built that call, so a 4xx
+    from vLLM is the model server refusing the gateway (502), not the client's mistake; a 429
+    (too busy) stays one, so that the client backs off."""
+    if exc.status >= 500 or exc.status == 429:
+        return exc
+    return APIError(
+        502,
+        f"the model server refused a page call (HTTP {exc.status}): {exc.message}",
+        code="upstream_error",
+    )
 
 
 class VLLMEngine:
@@ -36,19 +87,40 @@ class VLLMEngine:
         self.upstream = upstream
         self.images = images
         self.prompt = build_page_prompt()
-        self._prompt_tokens = estimate_text_tokens(self.prompt)
+        self._text_tokens = estimate_text_tokens(CHAT_TEMPLATE_TEXT + self.prompt)
+
+    def prompt_tokens(self, width: int, height: int) -> int:
+        """A page call's prompt tokens: exact for the image, deliberately high for the text."""
+        return self._text_tokens + image_tokens(width, height) + IMAGE_WRAPPER_TOKENS
 
     async def read_page(self, image: PreparedImage, job: PageJob) -> PageResult:
-        """Ask until the answer decodes (raising the temperature), fixing rotation once."""
-        max_tokens = job.max_tokens or self.settings.page_max_tokens
-        image = await self._fit(image, max_tokens)
-        sampling = {**TOOLKIT_SAMPLING, **job.sampling, "max_tokens": max_tokens}
+        """Ask until the answer decodes (0.1 hotter per re-ask), turning the page once if the
+        model says it is rotated. Never raises for a page: after its re-asks it is a fallback
+        (raw text, or `error` when no answer came at all); raises `APIError` only when the
+        client's request cannot work (a budget the context cannot hold)."""
+        image, max_tokens = await self._budget(image, job)
         result = PageResult(page=None, engine=self.name)
-        base_temperature = float(sampling.get("temperature") or 0.0)
         attempt, rotated = 0, False
         while True:
-            body = self._page_body(image, sampling, base_temperature + TEMPERATURE_STEP * attempt)
-            data = await self.upstream.chat(body, job.request_id)
+            body = self._body(self.prompt, image.data_url, toolkit_temperature(attempt), max_tokens)
+            try:
+                data = await self.upstream.chat(body, job.request_id)
+            except APIError as exc:
+                if is_request_error(exc) and job.max_tokens is not None:
+                    raise  # the client's budget: no page of this request can succeed
+                # A refused budget of our own would be refused again; so would a call the
+                # upstream layer has already retried.
+                again = not is_request_error(exc) and exc.status not in _NOT_REASKED
+                if again and attempt < self.settings.page_retries:
+                    attempt += 1
+                    continue
+                logger.warning(
+                    "page call failed after %d attempts: %d %s", attempt + 1, exc.status, exc.code
+                )
+                # An earlier answer, even one that is not page JSON, is still the page's text.
+                if not result.raw_text:
+                    result.error = page_error(exc)
+                return result
             result.usage.add(data.get("usage"))
             choice = data["choices"][0] if data["choices"] else {}
             result.raw_text = (choice.get("message") or {}).get("content") or ""
@@ -80,24 +152,55 @@ class VLLMEngine:
     async def merge_tables(self, first: str, second: str, job: PageJob) -> TableMergeAnswer:
         raise NotImplementedError  # the documents pipeline brings the merge prompts
 
-    def _page_body(
-        self, image: PreparedImage, sampling: dict[str, Any], temperature: float
+    def _body(
+        self, text: str, image_data_url: str, temperature: float, max_tokens: int | None
     ) -> bytes:
-        content = [
-            {"type": "image_url", "image_url": {"url": image.data_url}},
-            {"type": "text", "text": self.prompt},
-        ]
-        body = {
-            **sampling,
+        """One call as the toolkit makes it: a user message with the text first, then the image
+        (the page, or the merge prompts' blank image); the toolkit's sampling. `max_tokens`
+        None leaves vLLM's default: all the room the prompt leaves."""
+        body: dict[str, Any] = {
             "model": self.settings.ocrflux_model,
-            "messages": [{"role": "user", "content": content}],
-            "temperature": round(temperature, 3),
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": text},
+                        {"type": "image_url", "image_url": {"url": image_data_url}},
+                    ],
+                }
+            ],
+            "temperature": temperature,
+            **TOOLKIT_SAMPLING,
         }
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
         return orjson.dumps(body)
+
+    async def _budget(self, image: PreparedImage, job: PageJob) -> tuple[PreparedImage, int]:
+        """The page (as prepared) and its answer budget: the room the context leaves, capped by
+        the client's max_tokens and PAGE_MAX_TOKENS. A client cap larger than the room is a 400
+        with the numbers: the page is not shrunk below the size the model was trained on."""
+        limit = self.settings.max_model_len
+        prompt = self.prompt_tokens(image.width, image.height)
+        if job.max_tokens is not None and prompt + job.max_tokens > limit:
+            raise APIError(
+                400,
+                f"max_tokens is {job.max_tokens:,}, but a {image.width}x{image.height} page "
+                f"needs ~{prompt:,} of the model's {limit:,}-token context, leaving "
+                f"{max(limit - prompt, 0):,} for its answer (lower max_tokens, or leave it "
+                "unset to give each page all the room there is)",
+                param="max_tokens",
+                code="context_length_exceeded",
+            )
+        if job.max_tokens is None and limit - prompt < MIN_ANSWER_TOKENS:
+            image = await self._fit(image, MIN_ANSWER_TOKENS)
+            prompt = self.prompt_tokens(image.width, image.height)
+        caps = [c for c in (job.max_tokens, self.settings.page_max_tokens) if c is not None]
+        return image, min([limit - prompt, *caps])
 
     async def _fit(self, image: PreparedImage, max_tokens: int) -> PreparedImage:
         try:
-            (fitted,) = await self.images.fit([image], self._prompt_tokens, max_tokens)
+            (fitted,) = await self.images.fit([image], self._text_tokens, max_tokens)
         except ImageRejected as exc:
             raise APIError(
                 exc.status, exc.message, param="messages", code="context_length_exceeded"
