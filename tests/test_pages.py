@@ -85,7 +85,7 @@ async def test_long_page_text_is_shaped_off_the_event_loop(monkeypatch: pytest.M
     short, long = "a short page", "x" * (SHAPE_ON_LOOP_LIMIT + 1)
     reader = PageReader(Settings(), ScriptedEngine({1: short, 2: long}))
     for width, text in [(1, short), (2, long)]:
-        response = await reader.respond([image(width)], {}, chat_request(), "rid")
+        response = await reader.respond([image(width)], chat_request(), "rid")
         assert orjson.loads(await body_of(response))["choices"][0]["message"]["content"] == text
     loop_thread = threading.current_thread().name
     assert threads[0] == loop_thread  # cheap: no thread hop
