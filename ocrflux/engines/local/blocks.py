@@ -4,7 +4,8 @@ Blocks are separated by blank lines, as in OCRFlux's `natural_text`. A heading i
 text is clearly taller than the page's body text (`# `, H1 only, as OCRFlux-3B writes every
 heading). Rows of one region follow each other in a block while the gap between them is a
 line gap; a row joins the previous line when that line ran to the column's edge (wrapped),
-otherwise it starts a new line. Checkbox rows stay one per line.
+otherwise it starts a new line. Checkbox rows stay one per line. Rows lined up in three or
+more clear columns become an HTML table (`unruled`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ocrflux.engines.local import unruled
 from ocrflux.engines.local.reading_order import Row
 
 _HEADING = 1.3  # text height, relative to body text, from which a short row is a heading
@@ -23,6 +25,7 @@ _HEADING_MAX_CHARS = 150
 _PARAGRAPH_GAP = 0.6  # vertical gap, in body line heights, that starts a new block
 _DENSE = 0.5  # share of the row's peak ink that marks its dense band
 _CJK_SCALE = 1.7  # CJK characters' dense band / Latin x-height, for one font size
+_X_PER_CAP = 0.75  # x-height / cap height, for rows with no lowercase letters
 
 
 def _is_cjk_text(text: str) -> bool:
@@ -31,21 +34,27 @@ def _is_cjk_text(text: str) -> bool:
 
 
 def text_size(row: Row, ink: np.ndarray) -> float | None:
-    """How large a row's text is: the height of its densest band of ink (the x-height of Latin
-    text, the body of CJK characters, scaled to Latin units), independent of detector boxes."""
-    items = [i for i in row.items if i.is_text and i.text.strip()]
-    if not items:
+    """How large a row's text is: the height of its densest band of ink, independent of
+    detector boxes. Measured on the words with lowercase letters when there are any (their
+    band is the x-height; digits beside them would stretch it to cap height); otherwise cap
+    height or CJK characters' body, both scaled to x-height units."""
+    words = [w for i in row.items if i.is_text for w in i.words if w.text.strip()]
+    if not words:
         return None
-    y0, y1 = max(0, int(row.box.y0)), int(row.box.y1) + 1
-    profile = np.zeros(max(0, min(y1, ink.shape[0]) - y0), dtype=np.float64)
-    for item in items:
-        x0, x1 = max(0, int(item.box.x0)), int(item.box.x1) + 1
+    lower = [w for w in words if any(ch.islower() for ch in w.text)]
+    chosen = lower or words
+    y0, y1 = max(0, int(row.box.y0)), min(ink.shape[0], int(row.box.y1) + 1)
+    profile = np.zeros(max(0, y1 - y0), dtype=np.float64)
+    for word in chosen:
+        x0, x1 = max(0, int(word.box.x0)), int(word.box.x1) + 1
         profile += (ink[y0:y1, x0:x1] > 0).sum(axis=1)
     if profile.size == 0 or profile.max() <= 0:
         return None
     dense = np.flatnonzero(profile >= _DENSE * profile.max())
     size = float(dense[-1] - dense[0] + 1)
-    return size / _CJK_SCALE if _is_cjk_text("".join(i.text for i in items)) else size
+    if lower:
+        return size
+    return size / _CJK_SCALE if _is_cjk_text("".join(w.text for w in words)) else size * _X_PER_CAP
 
 
 def body_size(sizes: Sequence[tuple[float, int]]) -> float:
@@ -134,7 +143,15 @@ def to_blocks(rows: Sequence[Row], ink: np.ndarray) -> list[str]:
         if kind == "text":
             right_edges[row.region] = max(right_edges.get(row.region, 0.0), row.box.x1)
     blocks: list[_Block] = []
-    for row, kind in zip(rows, kinds, strict=True):
+    runs = {start: end for start, end in unruled.table_runs(rows)}
+    skip_to = 0
+    for k, (row, kind) in enumerate(zip(rows, kinds, strict=True)):
+        if k < skip_to:
+            continue
+        if k in runs:
+            blocks.append(_Block("table", row.region, [unruled.to_html(rows[k : runs[k]])], row))
+            skip_to = runs[k]
+            continue
         if kind == "table":
             for item in row.items:
                 text = item.text

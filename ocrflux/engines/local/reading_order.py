@@ -1,11 +1,12 @@
 """Reading order: page items into rows, columns read one after the other (recursive XY-cut).
 
 A node of items is split at a vertical gutter when both sides look like columns of running
-text (several rows each, wide, mostly full lines); otherwise at its widest horizontal gap, until
-each node is one row, read left to right. A form's label/value pairs therefore stay rows, while
-two columns of prose are read left column first. Rows are banded by the middle half of each
-item's text height (its words' height, not the enclosing box's), so neighbouring lines whose
-boxes touch, or tilt by a few degrees, stay apart.
+text (several rows each, wide, one run of text per row, mostly full lines), unless a section
+break (a horizontal gap wider than the gutter) comes first; otherwise at its widest horizontal
+gap, until each node is one row, read left to right. A form's label/value pairs and a table's
+columns therefore stay rows, while two columns of prose are read left column first. Rows are
+banded by the middle half of each item's text height (its words' height, not the enclosing
+box's), so neighbouring lines whose boxes touch, or tilt by a few degrees, stay apart.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ocrflux.engines.local.geometry import Box, Word, join_words
 _CORE = 0.25  # half-height of the band an item claims, as a share of its height
 _GUTTER = 1.0  # narrowest column gutter, in median text heights
 _COLUMN_WIDTH = 0.25  # narrowest text column, as a share of the page width
+_SECTION = 2.0  # a horizontal gap this many text heights wide is a section break
 _FULL_ROW = 0.7  # a row this share of its column's width is a full line of running text
 
 
@@ -104,22 +106,26 @@ def _is_text_column(items: Sequence[Item], page_width: float) -> bool:
     side = Box.union(i.box for i in items)
     if side.width < _COLUMN_WIDTH * page_width:
         return False
-    rows = [Box.union(i.box for i in band) for band in bands(items)]
+    rows = bands(items)
     if len(rows) < 2:
         return False
-    full = sum(1 for r in rows if r.width >= _FULL_ROW * side.width)
-    return full >= len(rows) / 2
+    # Prose: one run of text per row (a row cut into several runs is a table or a form),
+    # mostly running the full width of the column.
+    single = sum(1 for band in rows if sum(1 for i in band if i.is_text) <= 1)
+    full = sum(1 for band in rows if Box.union(i.box for i in band).width >= _FULL_ROW * side.width)
+    return single >= 0.75 * len(rows) and full >= len(rows) / 2
 
 
 def _column_split(
     items: Sequence[Item], text_height: float, page_width: float
-) -> tuple[list[Item], list[Item]] | None:
+) -> tuple[list[Item], list[Item], float] | None:
+    """(left, right, gutter width) at the widest gutter between two columns of text."""
     gaps = [g for g in _gutters(items) if g[1] - g[0] >= _GUTTER * text_height]
     for x_left, x_right in sorted(gaps, key=lambda g: g[0] - g[1]):  # widest first
         left = [i for i in items if i.box.x1 <= x_left]
         right = [i for i in items if i.box.x0 >= x_right]
         if _is_text_column(left, page_width) and _is_text_column(right, page_width):
-            return left, right
+            return left, right, x_right - x_left
     return None
 
 
@@ -134,22 +140,23 @@ def reading_order(items: Sequence[Item], page_width: float) -> list[Row]:
 
     def cut(node: list[Item], region: int) -> None:
         node_bands = bands(node)
-        if len(node_bands) > 1:
-            split = _column_split(node, text_height, page_width)
-            if split is not None:
-                cut(split[0], next(regions))
-                cut(split[1], next(regions))
-                return
-            gaps = [
-                min(_core(i)[0] for i in node_bands[k + 1])
-                - max(_core(i)[1] for i in node_bands[k])
-                for k in range(len(node_bands) - 1)
-            ]
-            at = max(range(len(gaps)), key=gaps.__getitem__)
+        if len(node_bands) == 1:
+            rows.append(Row(list(node), region))
+            return
+        gaps = [
+            min(_core(i)[0] for i in node_bands[k + 1]) - max(_core(i)[1] for i in node_bands[k])
+            for k in range(len(node_bands) - 1)
+        ]
+        at = max(range(len(gaps)), key=gaps.__getitem__)
+        split = _column_split(node, text_height, page_width)
+        # A section break (wider than the gutter and than paragraph gaps) is cut first, so
+        # columns above it do not run on into whatever comes below.
+        if split is None or gaps[at] >= max(_SECTION * text_height, split[2]):
             cut([i for band in node_bands[: at + 1] for i in band], region)
             cut([i for band in node_bands[at + 1 :] for i in band], region)
-            return
-        rows.append(Row(list(node), region))
+        else:
+            cut(split[0], next(regions))
+            cut(split[1], next(regions))
 
     cut(list(items), 0)
     return rows

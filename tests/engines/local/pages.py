@@ -212,17 +212,29 @@ def _wrap(text: str, face: ImageFont.FreeTypeFont, width: int) -> list[str]:
     return lines
 
 
+UNRULED = [
+    ["Region", "First quarter", "Second quarter", "Change"],
+    ["North", "1,204", "1,388", "+15%"],
+    ["South", "987", "1,012", "+3%"],
+    ["West", "1,530", "1,497", "-2%"],
+]
+
+
 def two_columns() -> Page:
-    """A full-width heading over two columns of prose with aligned baselines."""
+    """A full-width heading over two columns of prose with aligned baselines, then a table
+    drawn without rules (columns of figures)."""
     s = Sheet()
     body = font(SANS, 24)
     s.text((60, 50), "Quarterly Report", font(SANS_BOLD, 44))
     for x, column in ((60, LEFT_COLUMN), (540, RIGHT_COLUMN)):
         for k, line in enumerate(_wrap(column, body, 400)):
             s.text((x, 150 + 36 * k), line, body)
-    return Page(
-        "two_columns", s.image, " ".join(["Quarterly Report", LEFT_COLUMN, RIGHT_COLUMN]), "en"
-    )
+    text = ["Quarterly Report", LEFT_COLUMN, RIGHT_COLUMN]
+    for k, row in enumerate(UNRULED):
+        for x, cell in zip((60, 300, 540, 800), row, strict=True):
+            s.text((x, 520 + 44 * k), cell, body)
+        text += row
+    return Page("two_columns", s.image, " ".join(text), "en")
 
 
 def empty_page() -> Page:

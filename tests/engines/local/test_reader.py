@@ -16,6 +16,7 @@ from tests.engines.local.pages import (
     CHECKLIST,
     TABLE,
     TABLE_TITLE,
+    UNRULED,
     ZH_CHECKLIST,
     ZH_TABLE,
     accuracy,
@@ -93,8 +94,15 @@ def test_two_columns_are_read_one_after_the_other(reading: Read) -> None:
     _, result = reading("two_columns")
     blocks = result.markdown.split("\n\n")
     assert blocks[0] == "# Quarterly Report"
-    assert [b[:20] for b in blocks[1:]] == ["Sales grew in every ", "Staff turnover fell "]
+    assert [b[:20] for b in blocks[1:3]] == ["Sales grew in every ", "Staff turnover fell "]
     assert blocks[1].endswith("with the old ones.") and blocks[2].endswith("first six months.")
+
+
+def test_columns_of_figures_without_rules_become_a_table(reading: Read) -> None:
+    _, result = reading("two_columns")
+    last = result.markdown.split("\n\n")[-1]
+    [table] = tables(last)
+    assert [[text for text, _, _ in row] for row in table] == UNRULED
 
 
 def test_an_empty_page_reads_as_empty_text(reading: Read) -> None:
