@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable, Iterable
+from typing import Any, TypeVar
 
 import orjson
 from pydantic import ValidationError
@@ -12,17 +13,18 @@ from starlette.responses import Response, StreamingResponse
 
 from ocrflux.engines import PageEngine
 from ocrflux.errors import APIError, from_validation_error
-from ocrflux.images import ImageRejected, PreparedImage
+from ocrflux.images import ImageRejected, PreparedImage, Probe
 from ocrflux.pages import PageReader
 from ocrflux.preparation import ImagePreparer
 from ocrflux.protocol import ChatCompletionRequest, image_param, json_response
 from ocrflux.settings import Settings
 from ocrflux.shaping import normalize_checkboxes
 from ocrflux.sse import SSE_HEADERS, ModelRewriter, relay
-from ocrflux.tokens import estimate_text_tokens
+from ocrflux.tokens import ContextTooSmall, estimate_text_tokens
 from ocrflux.upstream import Upstream
 
 logger = logging.getLogger("ocrflux.chat")
+T = TypeVar("T")
 
 
 class ChatService:
@@ -95,6 +97,12 @@ class ChatService:
         return orjson.dumps(raw)
 
     async def prepare_images(self, request: ChatCompletionRequest) -> list[PreparedImage]:
+        """Every image of the request, prepared (in order).
+
+        Headers first: when they already show that the images cannot fit the context, the
+        request is refused before any pixel is decoded; when they must shrink to fit, each is
+        decoded once, straight to the size that fits.
+        """
         parts = request.image_parts()
         limit = self.settings.max_images_per_request
         if len(parts) > limit:
@@ -104,28 +112,47 @@ class ChatService:
                 param="messages",
                 code="too_many_images",
             )
-        return list(await asyncio.gather(*(self._prepare(i, j, img.url) for i, j, img in parts)))
+        if not parts:
+            return []
+        probes = await gather_or_cancel(self._probe(i, j, image.url) for i, j, image in parts)
+        cap = self._plan(probes, request)
+        return await gather_or_cancel(
+            self._finish(i, j, probe, cap) for (i, j, _), probe in zip(parts, probes, strict=True)
+        )
 
-    async def _prepare(self, message: int, part: int, url: str) -> PreparedImage:
+    async def _probe(self, message: int, part: int, url: str) -> Probe:
         try:
-            return await self.images.prepare(url)
+            return await self.images.probe(url)
         except ImageRejected as exc:
-            raise APIError(
-                exc.status, exc.message, param=image_param(message, part), code="invalid_image"
-            ) from exc
+            raise _invalid_image(exc, image_param(message, part)) from exc
+
+    async def _finish(
+        self, message: int, part: int, probe: Probe, cap: int | None
+    ) -> PreparedImage:
+        try:
+            return await self.images.finish(probe, cap)
+        except ImageRejected as exc:
+            raise _invalid_image(exc, image_param(message, part)) from exc
+
+    def _plan(self, probes: list[Probe], request: ChatCompletionRequest) -> int | None:
+        """The longest side that fits the request in the context (None: no cap needed)."""
+        if self.settings.prompt_mode == "ocrflux":
+            return None  # every page is a call of its own: the engine budgets it
+        sizes = [probe.size_after(self.images.options) for probe in probes]
+        try:
+            return self.images.plan(sizes, _text_tokens(request), request.token_limit or 0)
+        except ContextTooSmall as exc:
+            raise _context_exceeded(exc) from exc
 
     async def fit_to_context(
         self, images: list[PreparedImage], request: ChatCompletionRequest
     ) -> list[PreparedImage]:
-        text = "\n".join(m.text() for m in request.messages)
         try:
-            return await self.images.fit(
-                images, estimate_text_tokens(text), request.token_limit or 0
-            )
-        except ImageRejected as exc:
-            raise APIError(
-                exc.status, exc.message, param="messages", code="context_length_exceeded"
-            ) from exc
+            return await self.images.fit(images, _text_tokens(request), request.token_limit or 0)
+        except ContextTooSmall as exc:
+            raise _context_exceeded(exc) from exc
+        except ImageRejected as exc:  # an image that could not be decoded to shrink it
+            raise _invalid_image(exc, "messages") from exc
 
     async def forward(self, body: bytes, model: str, stream: bool, request_id: str) -> Response:
         """Send a body to vLLM; answer with the client's model name (passthrough, text-only)."""
@@ -143,3 +170,26 @@ class ChatService:
                 if isinstance(message.get("content"), str):
                     message["content"] = normalize_checkboxes(message["content"])
         return json_response(data)
+
+
+def _text_tokens(request: ChatCompletionRequest) -> int:
+    return estimate_text_tokens("\n".join(m.text() for m in request.messages))
+
+
+def _invalid_image(exc: ImageRejected, param: str) -> APIError:
+    return APIError(exc.status, exc.message, param=param, code="invalid_image")
+
+
+def _context_exceeded(exc: ContextTooSmall) -> APIError:
+    return APIError(exc.status, exc.message, param="messages", code="context_length_exceeded")
+
+
+async def gather_or_cancel(awaitables: Iterable[Awaitable[T]]) -> list[T]:
+    """`asyncio.gather`, but the first failure cancels the rest (and so their queued image
+    work): one refused image ends the request's work at once."""
+    tasks = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()  # a no-op for the finished ones

@@ -326,13 +326,37 @@ def _data_url(mime: str, b64: str) -> str:
     return f"data:{mime};base64,{b64}"
 
 
-def _inspect(
-    data: bytes, opts: ImageOptions, *, quick: bool = False
-) -> tuple[str, bytes, Image.Image] | None:
-    """(MIME, the bytes to use, the image opened from its header).
+@dataclass
+class Probe:
+    """An image read up to its header: everything preparing it needs, no pixel decoded yet."""
 
-    The bytes are `data` without costly metadata (see image_headers). With `quick` (on the
-    event loop) None means the header work is not trivially cheap: do it in a thread.
+    mime: str
+    image: Image.Image = field(repr=False)  # opened lazily: header only
+    data: bytes = field(repr=False)  # the bytes to use (costly metadata removed)
+    source: int  # encoded size received from the client
+    # The client's data URL when vLLM can read it as sent, and its base64 when that is clean.
+    url: str | None = field(default=None, repr=False)
+    b64: str | None = field(default=None, repr=False)
+
+    @property
+    def upright(self) -> tuple[int, int]:
+        """(width, height) once EXIF orientation is applied."""
+        width, height = self.image.size
+        return (height, width) if _orientation(self.image) in (5, 6, 7, 8) else (width, height)
+
+    def size_after(self, opts: ImageOptions) -> tuple[int, int]:
+        """(width, height) preparing it with `opts` will produce."""
+        return opts.target(*self.upright)
+
+    def needs_work(self, opts: ImageOptions) -> bool:
+        return _needs_work(self.image, self.mime, opts)
+
+
+def probe_bytes(data: bytes, opts: ImageOptions, *, quick: bool = False) -> Probe | None:
+    """Encoded image bytes (e.g. a download) read up to the header; refused if unacceptable.
+
+    With `quick` (on the event loop) None means the header work is not trivially cheap: do it
+    in a thread. The bytes kept are `data` without costly metadata (see image_headers).
     """
     if len(data) > opts.max_bytes:
         raise _too_big(len(data), opts.max_bytes)
@@ -345,7 +369,31 @@ def _inspect(
         raise ImageRejected(str(exc)) from None
     if cleaned is None:
         return None
-    return mime, cleaned, open_image(cleaned, mime, opts.max_pixels)
+    return Probe(mime, open_image(cleaned, mime, opts.max_pixels), cleaned, len(data))
+
+
+def probe_inline(url: str, opts: ImageOptions, *, quick: bool = False) -> Probe | None:
+    """A `data:` URL or bare base64 read up to the header (see `probe_bytes`)."""
+    declared, b64 = split_inline(url)
+    _check_encoded_size(b64, opts.max_bytes)
+    data, strict = _b64decode(b64)
+    probe = probe_bytes(data, opts, quick=quick)
+    if probe is None or probe.data is not data or not strict:
+        return probe
+    probe.b64 = b64
+    # vLLM reads only this exact spelling: not `DATA:`, `;BASE64`, `;charset=...;base64`.
+    if declared in _MIME_ALIASES.get(probe.mime, ()) and url.startswith(f"data:{declared};base64,"):
+        probe.url = url
+    return probe
+
+
+def finish(probe: Probe, opts: ImageOptions) -> PreparedImage:
+    """The prepared image: pixels decoded only when something has to change."""
+    image, mime = probe.image, probe.mime
+    if probe.needs_work(opts):
+        return _normalize(image, mime, opts, probe.source)
+    url = probe.url or _data_url(mime, probe.b64 or pybase64.b64encode(probe.data).decode("ascii"))
+    return PreparedImage(url, image.width, image.height, mime, False, probe.source)
 
 
 def prepare_inline(url: str, opts: ImageOptions) -> PreparedImage:
@@ -353,9 +401,9 @@ def prepare_inline(url: str, opts: ImageOptions) -> PreparedImage:
 
     Pixels are decoded only when something has to change: Image.open reads the header alone.
     """
-    prepared = _prepare_inline(url, opts, decode_pixels=True)
-    assert prepared is not None  # with decode_pixels, every path returns an image
-    return prepared
+    probe = probe_inline(url, opts)
+    assert probe is not None  # not quick: every path returns a probe
+    return finish(probe, opts)
 
 
 def check_inline(url: str, opts: ImageOptions) -> PreparedImage | None:
@@ -364,36 +412,17 @@ def check_inline(url: str, opts: ImageOptions) -> PreparedImage | None:
     Header-only work (base64 check, sniffing, the header): ~0.2 ms for a 1 MB page, cheap
     enough for the event loop, which then skips a thread hop for the common case.
     """
-    return _prepare_inline(url, opts, decode_pixels=False)
-
-
-def _prepare_inline(url: str, opts: ImageOptions, *, decode_pixels: bool) -> PreparedImage | None:
-    declared, b64 = split_inline(url)
-    _check_encoded_size(b64, opts.max_bytes)
-    data, strict = _b64decode(b64)
-    inspected = _inspect(data, opts, quick=not decode_pixels)
-    if inspected is None:
+    probe = probe_inline(url, opts, quick=True)
+    if probe is None or probe.needs_work(opts):
         return None
-    mime, cleaned, image = inspected
-    if _needs_work(image, mime, opts):
-        return _normalize(image, mime, opts, len(data)) if decode_pixels else None
-    if cleaned is not data or not strict:
-        url = _data_url(mime, pybase64.b64encode(cleaned).decode("ascii"))
-    elif declared not in _MIME_ALIASES[mime] or not url.startswith(f"data:{declared};base64,"):
-        # vLLM reads only this exact spelling: not `DATA:`, `;BASE64`, `;charset=...;base64`.
-        url = _data_url(mime, b64)
-    return PreparedImage(url, image.width, image.height, mime, False, len(data))
+    return finish(probe, opts)
 
 
 def prepare_bytes(data: bytes, opts: ImageOptions) -> PreparedImage:
     """Encoded image bytes (e.g. a download) -> PreparedImage."""
-    inspected = _inspect(data, opts)
-    assert inspected is not None  # not quick: every path returns an image
-    mime, cleaned, image = inspected
-    if _needs_work(image, mime, opts):
-        return _normalize(image, mime, opts, len(data))
-    url = _data_url(mime, pybase64.b64encode(cleaned).decode("ascii"))
-    return PreparedImage(url, image.width, image.height, mime, False, len(data))
+    probe = probe_bytes(data, opts)
+    assert probe is not None  # not quick: every path returns a probe
+    return finish(probe, opts)
 
 
 def _normalize(image: Image.Image, mime: str, opts: ImageOptions, source: int) -> PreparedImage:

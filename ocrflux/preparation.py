@@ -13,6 +13,7 @@ import threading
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace as dataclass_replace
 from functools import partial
 from typing import TypeVar
 
@@ -23,9 +24,10 @@ from ocrflux.fetch import RemoteFetcher, Resolver
 from ocrflux.images import (
     ImageOptions,
     PreparedImage,
-    check_inline,
-    prepare_bytes,
-    prepare_inline,
+    Probe,
+    finish,
+    probe_bytes,
+    probe_inline,
     rotate,
     scaled_size,
     shrink,
@@ -38,6 +40,7 @@ T = TypeVar("T")
 # Inline images up to this many characters are checked on the event loop first (header-only
 # work, ~0.2 ms per MB): most need no change, and then no thread hop is made at all.
 CHECK_ON_LOOP_LIMIT = 4 * 1024 * 1024
+_LOOP_BYTES = CHECK_ON_LOOP_LIMIT * 3 // 4  # the same, in decoded bytes
 
 
 def _background() -> None:
@@ -78,14 +81,40 @@ class ImagePreparer:
 
     async def prepare(self, url: str) -> PreparedImage:
         """`data:` URL, bare base64 or http(s) URL -> PreparedImage (ImageRejected if refused)."""
+        return await self.finish(await self.probe(url))
+
+    async def probe(self, url: str) -> Probe:
+        """Any source read up to its header (refused if unacceptable); no pixel decoded.
+
+        What the header tells (size, orientation, format) decides the rest: a request whose
+        images cannot fit the context is refused before any pixel work.
+        """
+        probe: Probe | None = None
         if url[:8].lower().startswith(("http://", "https://")):
             data = await self._fetcher.fetch(url)
-            return await self._run(prepare_bytes, data, self.options)
-        if len(url) <= CHECK_ON_LOOP_LIMIT:
-            ready = check_inline(url, self.options)
-            if ready is not None:
-                return ready
-        return await self._run(prepare_inline, url, self.options)
+            if len(data) <= _LOOP_BYTES:
+                probe = probe_bytes(data, self.options, quick=True)
+            if probe is None:
+                probe = await self._run(probe_bytes, data, self.options)
+        else:
+            if len(url) <= CHECK_ON_LOOP_LIMIT:
+                probe = probe_inline(url, self.options, quick=True)
+            if probe is None:
+                probe = await self._run(probe_inline, url, self.options)
+        assert probe is not None  # only a quick probe declines (then the thread's does not)
+        return probe
+
+    async def finish(self, probe: Probe, cap: int | None = None) -> PreparedImage:
+        """The prepared image, its longest side at most `cap` too (the token budget's cap).
+
+        Pixel work runs in the pool; an image that needs none is finished on the loop.
+        """
+        opts = self.options
+        if cap is not None and (opts.max_side <= 0 or cap < opts.max_side):
+            opts = dataclass_replace(opts, max_side=cap)
+        if probe.source <= _LOOP_BYTES and not probe.needs_work(opts):
+            return finish(probe, opts)
+        return await self._run(finish, probe, opts)
 
     async def rotate(self, image: PreparedImage, degrees: int) -> PreparedImage:
         """Clockwise by a multiple of 90 degrees, as OCRFlux means it (see images.rotate)."""
@@ -97,17 +126,24 @@ class ImagePreparer:
         self, images: Sequence[PreparedImage], text_tokens: int, max_tokens: int
     ) -> list[PreparedImage]:
         """Shrink images until images + text + max_tokens fit max_model_len, or ImageRejected."""
-        cap = plan_max_side(
-            [(i.width, i.height) for i in images],
+        cap = self.plan([(i.width, i.height) for i in images], text_tokens, max_tokens)
+        if cap is None:  # the common case: no thread hop
+            return list(images)
+        return list(await asyncio.gather(*(self._shrunk(i, cap) for i in images)))
+
+    def plan(
+        self, sizes: Sequence[tuple[int, int]], text_tokens: int, max_tokens: int
+    ) -> int | None:
+        """The longest-side cap that fits images + text + max_tokens in max_model_len (None:
+        they fit as they are); ContextTooSmall if even the readable floor does not."""
+        return plan_max_side(
+            sizes,
             text_tokens=text_tokens,
             max_tokens=max_tokens,
             max_model_len=self.max_model_len,
             min_side=self.min_side,
             resize=toolkit_size if self.options.pages else scaled_size,
         )
-        if cap is None:  # the common case: no thread hop
-            return list(images)
-        return list(await asyncio.gather(*(self._shrunk(i, cap) for i in images)))
 
     async def _shrunk(self, image: PreparedImage, cap: int) -> PreparedImage:
         if max(image.width, image.height) <= cap:

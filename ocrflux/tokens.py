@@ -15,6 +15,11 @@ from collections.abc import Callable, Sequence
 
 from ocrflux.images import ImageOptions, ImageRejected, PreparedImage, scaled_size, shrink
 
+
+class ContextTooSmall(ImageRejected):
+    """The images cannot fit the model's context, even shrunk to the readable floor."""
+
+
 FACTOR = 28
 MIN_PIXELS = 56 * 56
 MAX_PIXELS = 28 * 28 * 16384
@@ -92,8 +97,8 @@ def plan_max_side(
 
     Pure arithmetic (cheap: fine on the event loop). The cap applies to every image, so the
     largest shrink first; an image is never shrunk below `min_side` (its longest side), and one
-    already smaller is left alone. Raises ImageRejected(400) with the numbers when even the floor
-    does not fit.
+    already smaller is left alone. Raises ContextTooSmall (an ImageRejected, 400) with the numbers
+    when even the floor does not fit.
     """
     need = _images_need(sizes)
     budget = max_model_len - text_tokens - max_tokens
@@ -103,7 +108,7 @@ def plan_max_side(
     floor = min(min_side, longest)
     at_floor = _images_need(sizes, floor, resize)
     if at_floor > budget:
-        raise ImageRejected(
+        raise ContextTooSmall(
             f"the images need ~{need:,} tokens, the model's context is {max_model_len:,}: "
             f"the text needs ~{text_tokens:,} and max_tokens is {max_tokens:,}, leaving "
             f"{max(budget, 0):,} for the images, which need ~{at_floor:,} even when shrunk to "

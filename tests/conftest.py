@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.asgi_support import slow_down_image_work
 from tests.support import FakeVLLMProcess, Process, gateway_env, start_fake_vllm, start_gateway
 
 
@@ -52,3 +53,9 @@ def make_gateway(fake_server: FakeVLLMProcess) -> Iterator[Callable[..., Process
     yield make
     for gateway in started:
         gateway.stop()
+
+
+@pytest.fixture
+def slow_image_work(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every pixel job takes 0.3 s (in-process apps); the list records each one that starts."""
+    return slow_down_image_work(monkeypatch)
