@@ -8,6 +8,7 @@ import time
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
+from ocrflux.disconnect import unless_disconnected
 from ocrflux.errors import APIError
 from ocrflux.protocol import json_response
 from ocrflux.routes.common import ChatDep, SettingsDep, read_json, require_api_key
@@ -20,10 +21,10 @@ async def chat_completions(request: Request, settings: SettingsDep, chat: ChatDe
     try:
         async with asyncio.timeout(settings.total_timeout):
             # The body goes straight to the service, which owns it (and lets go of it early).
-            return await chat.complete(
-                await read_json(request, settings.max_request_bytes, settings.max_json_items),
-                request.state.request_id,
-            )
+            body = await read_json(request, settings.max_request_bytes, settings.max_json_items)
+            work = chat.complete(body, request.state.request_id)
+            del body
+            return await unless_disconnected(request, work)
     except TimeoutError:
         raise APIError(
             504, f"the request took longer than {settings.total_timeout:g} s", code="timeout"
