@@ -19,6 +19,7 @@ from ocrflux.protocol import (
     Usage,
     chunk_body,
     completion_body,
+    image_param,
     json_response,
     new_completion_id,
 )
@@ -50,6 +51,15 @@ class PageReader:
         )
         return shape() if size <= SHAPE_ON_LOOP_LIMIT else await asyncio.to_thread(shape)
 
+    async def _read(self, image: PreparedImage, job: PageJob, param: str) -> PageResult:
+        """One page; an image the engine could not decode is named by its part."""
+        try:
+            return await self.engine.read_page(image, job)
+        except APIError as exc:
+            if exc.code == "invalid_image" and exc.param is None:
+                exc.param = param
+            raise
+
     async def respond(
         self, images: list[PreparedImage], request: ChatCompletionRequest, request_id: str
     ) -> Response:
@@ -63,7 +73,11 @@ class PageReader:
             raise APIError(400, "n must be 1 in ocrflux mode", param="n", code="invalid_value")
         fmt: OutputFormat = request.output_format or infer_output_format(request.system_prompt())
         job = PageJob(request_id, max_tokens=request.token_limit)
-        tasks = [asyncio.ensure_future(self.engine.read_page(im, job)) for im in images]
+        params = [image_param(i, j) for i, j, _ in request.image_parts()]
+        tasks = [
+            asyncio.ensure_future(self._read(image, job, param))
+            for image, param in zip(images, params, strict=True)
+        ]
         if request.stream:
             return StreamingResponse(
                 self._stream(tasks, request, fmt),
@@ -128,7 +142,14 @@ class PageReader:
                 yield event(chunk_body(cid, model, {}, usage=usage))
             yield DONE
         except APIError as exc:
+            # As vLLM ends a failed stream: the error event, then [DONE].
             yield event(exc.body())
+            yield DONE
+        except Exception:
+            logger.exception("page stream failed")
+            internal = APIError(500, "internal error in the gateway", code="internal_error")
+            yield event(internal.body())
+            yield DONE
         finally:
             for task in tasks:
                 task.cancel()

@@ -9,7 +9,7 @@ Control it over HTTP (tests only):
   POST /_control  {"fail": [503, 429], "retry_after": "0", "drop": 1, "garbage": 1,
                    "delay": 0.2, "stream_drop_after": 3, "health_status": 503,
                    "page_answers": {"768x1024": ["not json", "{...}"]}, "answer": "text",
-                   "page_failures": {"768x1024": [500]},
+                   "page_failures": {"768x1024": [500]}, "page_delays": {"768x1024": 0.5},
                    "stream_chunks": 8, "chunk_delay": 0.01}
   GET  /_requests  what it received (image URLs replaced by their decoded size)
   GET  /_events    stream events such as client disconnects
@@ -49,6 +49,8 @@ class Behaviour:
         self.health_status = 200
         self.page_answers: dict[str, list[str]] = {}
         self.page_failures: dict[str, list[int]] = {}
+        # Extra seconds for a request whose first image has this size (pages finish out of order).
+        self.page_delays: dict[str, float] = {}
         self.answer = "Hello from the fake vLLM."
         self.stream_chunks = 8
         self.chunk_delay = 0.0
@@ -224,8 +226,11 @@ class FakeVLLM:
         if b.record:
             b.requests.append(record)
         generation = b.generation
-        if b.delay:
-            await asyncio.sleep(b.delay)
+        delay = b.delay
+        if images:
+            delay += b.page_delays.get(f"{images[0].get('width')}x{images[0].get('height')}", 0)
+        if delay:
+            await asyncio.sleep(delay)
         if generation != b.generation:  # reset while this request slept: a plain answer
             b = Behaviour(0.0)
         if b.drop:

@@ -369,3 +369,84 @@ def test_table_cells_with_a_bare_ampersand_survive(
     assert response.json()["choices"][0]["message"]["content"] == (
         '<table><tr><td colspan="2">R&D</td></tr><tr><td>AT&T</td><td>Q&amp;A</td></tr></table>'
     )
+
+
+def raw_events(gateway: Process, body: dict[str, Any]) -> list[str]:
+    """The `data:` payloads of a streamed answer, exactly as sent (no SDK in between)."""
+    with httpx.stream(
+        "POST", f"{gateway.url}/v1/chat/completions", json={**body, "stream": True}, timeout=30
+    ) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        text = response.read().decode()
+    assert text.endswith("\n\n")
+    return [block.removeprefix("data: ") for block in text.split("\n\n") if block]
+
+
+def test_pages_join_in_page_order_when_the_first_finishes_last(
+    ocrflux_gateway: Process, fake: FakeVLLMProcess
+) -> None:
+    names = ["english_page", "chinese_page", "table_spans"]
+    sizes = [(600, 800), (601, 800), (602, 800)]
+    keys = ["768x1024", "769x1024", "770x1024"]  # as sent (the toolkit's page size)
+    # Page 1 answers last, page 3 first.
+    fake.control(
+        page_answers={k: [fixture(n)["answer"]] for k, n in zip(keys, names, strict=True)},
+        page_delays=dict(zip(keys, [0.6, 0.3, 0.0], strict=True)),
+    )
+    expected = [fixture(n)["expected"]["markdown"] for n in names]
+    response = post(ocrflux_gateway, page_request(*sizes))
+    assert response.json()["choices"][0]["message"]["content"] == "\n\n".join(expected)
+    events = raw_events(ocrflux_gateway, page_request(*sizes))
+    texts = [
+        orjson.loads(e)["choices"][0]["delta"].get("content")
+        for e in events
+        if e != "[DONE]" and orjson.loads(e)["choices"]
+    ]
+    assert [t for t in texts if t] == [expected[0], "\n\n" + expected[1], "\n\n" + expected[2]]
+
+
+def test_ocrflux_stream_ends_with_done_after_the_final_chunk(
+    ocrflux_gateway: Process, fake: FakeVLLMProcess
+) -> None:
+    fake.control(page_answers={PAGE: [fixture("english_page")["answer"]]})
+    body = page_request((600, 800), stream_options={"include_usage": True})
+    events = raw_events(ocrflux_gateway, body)
+    assert events[-1] == "[DONE]"
+    assert events.count("[DONE]") == 1
+    usage = orjson.loads(events[-2])
+    assert usage["choices"] == [] and usage["usage"]["total_tokens"] > 0
+    final = orjson.loads(events[-3])
+    assert final["choices"][0]["finish_reason"] == "stop"
+
+
+def corrupt_page(width: int, height: int) -> str:
+    """A PNG with a valid header whose pixel data is cut short: only decoding finds out."""
+    image = Image.effect_noise((width, height), 60).convert("RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    data = buffer.getvalue()
+    iend = data[-12:]
+    cut = data[: len(data) // 3] + iend
+    return "data:image/png;base64," + base64.b64encode(cut).decode()
+
+
+def test_corrupt_pixels_and_a_rotation_request_are_a_400_never_a_500(
+    ocrflux_gateway: Process, fake: FakeVLLMProcess
+) -> None:
+    fake.control(page_answers={"1024x768": [fixture("rotated_page")["answer"]]})
+    parts: list[dict[str, Any]] = [
+        {"type": "text", "text": "Read."},
+        {"type": "image_url", "image_url": {"url": corrupt_page(1024, 768)}},  # sent as is
+    ]
+    body = {"model": "m", "messages": [{"role": "user", "content": parts}]}
+    response = post(ocrflux_gateway, body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == (
+        "invalid_image",
+        "messages[0].content[1].image_url.url",
+    )
+    assert "could not be decoded" in error["message"]
+    events = raw_events(ocrflux_gateway, body)
+    assert events[-1] == "[DONE]"
+    assert orjson.loads(events[-2])["error"]["code"] == "invalid_image"

@@ -51,10 +51,12 @@ class ScriptedEngine:
         return TableMergeAnswer(None)
 
 
-def chat_request(stream: bool = False, **extra: Any) -> ChatCompletionRequest:
-    return ChatCompletionRequest.model_validate(
-        {"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": stream, **extra}
-    )
+def chat_request(pages: int = 1, stream: bool = False, **extra: Any) -> ChatCompletionRequest:
+    """A request with `pages` image parts (in messages[0].content[1:])."""
+    parts: list[dict[str, Any]] = [{"type": "text", "text": "Read these."}]
+    parts += [{"type": "image_url", "image_url": {"url": "data:,"}}] * pages
+    body = {"model": "m", "messages": [{"role": "user", "content": parts}], "stream": stream}
+    return ChatCompletionRequest.model_validate({**body, **extra})
 
 
 async def body_of(response: Any) -> bytes:

@@ -21,7 +21,12 @@ from ocrflux.images import ImageRejected, PreparedImage
 from ocrflux.page_format import build_page_prompt, parse_page_response
 from ocrflux.preparation import ImagePreparer
 from ocrflux.settings import Settings
-from ocrflux.tokens import IMAGE_WRAPPER_TOKENS, estimate_text_tokens, image_tokens
+from ocrflux.tokens import (
+    IMAGE_WRAPPER_TOKENS,
+    ContextTooSmall,
+    estimate_text_tokens,
+    image_tokens,
+)
 from ocrflux.upstream import Upstream
 
 logger = logging.getLogger("ocrflux.engines.vllm")
@@ -138,7 +143,7 @@ class VLLMEngine:
                 270,
             )
             if needs_rotation and not rotated:
-                image = await self.images.rotate(image, page.rotation_correction)
+                image = await self._rotated(image, page.rotation_correction)
                 rotated = True
                 continue
             result.page = page
@@ -201,8 +206,18 @@ class VLLMEngine:
     async def _fit(self, image: PreparedImage, max_tokens: int) -> PreparedImage:
         try:
             (fitted,) = await self.images.fit([image], self._text_tokens, max_tokens)
-        except ImageRejected as exc:
+        except ContextTooSmall as exc:
             raise APIError(
                 exc.status, exc.message, param="messages", code="context_length_exceeded"
             ) from exc
+        except ImageRejected as exc:  # its pixels could not be decoded to shrink it
+            raise APIError(exc.status, exc.message, code="invalid_image") from exc
         return fitted
+
+    async def _rotated(self, image: PreparedImage, degrees: int) -> PreparedImage:
+        """The page turned as the model asks; a 400 when its pixels cannot be decoded (a valid
+        header is all a page forwarded as sent has shown so far)."""
+        try:
+            return await self.images.rotate(image, degrees)
+        except ImageRejected as exc:
+            raise APIError(exc.status, exc.message, code="invalid_image") from exc
