@@ -136,9 +136,11 @@ class ChatService:
 
     def _plan(self, probes: list[Probe], request: ChatCompletionRequest) -> int | None:
         """The longest side that fits the request in the context (None: no cap needed)."""
-        if self.settings.prompt_mode == "ocrflux":
-            return None  # every page is a call of its own: the engine budgets it
         sizes = [probe.size_after(self.images.options) for probe in probes]
+        if self.settings.prompt_mode == "ocrflux":
+            # Every page is a call of its own, sent at its trained size: the engine budgets it.
+            self.pages.check_pages(sizes, request)
+            return None
         try:
             return self.images.plan(sizes, _text_tokens(request), request.token_limit or 0)
         except ContextTooSmall as exc:

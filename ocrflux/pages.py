@@ -51,6 +51,13 @@ class PageReader:
         )
         return shape() if size <= SHAPE_ON_LOOP_LIMIT else await asyncio.to_thread(shape)
 
+    def check_pages(self, sizes: Sequence[tuple[int, int]], request: ChatCompletionRequest) -> None:
+        """Refuse, before any pixel is decoded, pages the engine cannot read for this request
+        (sizes as the pages will be sent)."""
+        job = PageJob("", max_tokens=request.token_limit)
+        for width, height in dict.fromkeys(sizes):
+            self.engine.check_page(width, height, job)
+
     async def _read(self, image: PreparedImage, job: PageJob, param: str) -> PageResult:
         """One page; an image the engine could not decode is named by its part."""
         try:

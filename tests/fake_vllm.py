@@ -74,8 +74,15 @@ def image_size(url: str) -> dict[str, Any]:
     header, _, payload = url.partition(",")
     data = base64.b64decode(payload)
     with Image.open(io.BytesIO(data)) as image:
-        rgb = image.convert("RGB")
         w, h = image.width, image.height
+        try:
+            rgb = image.convert("RGB")
+            # RGB of the top-left, top-right, bottom-left and bottom-right pixels (rotations)
+            corners = [
+                list(rgb.getpixel(xy)) for xy in ((0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1))
+            ]
+        except OSError:  # corrupt pixels behind a valid header: answered like any page
+            corners = None
         return {
             "kind": "data",
             "mime": header[5:].split(";")[0],
@@ -83,10 +90,7 @@ def image_size(url: str) -> dict[str, Any]:
             "width": w,
             "height": h,
             "format": image.format,
-            # RGB of the top-left, top-right, bottom-left and bottom-right pixels (rotations)
-            "corners": [
-                list(rgb.getpixel(xy)) for xy in ((0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1))
-            ],
+            "corners": corners,
         }
 
 

@@ -75,3 +75,18 @@ async def test_one_refused_image_cancels_the_work_queued_for_the_others(
         assert sent[0]["status"] == 400
         assert error(sent)["param"] == "messages[0].content[6].image_url.url"
     assert slow_image_work == []  # the header check refused it before any pixel job ran
+
+
+async def test_pages_whose_budget_cannot_work_are_refused_before_any_pixel_is_decoded(
+    fake: FakeVLLMProcess, slow_image_work: list[str]
+) -> None:
+    app = create_app(settings(fake, prompt_mode="ocrflux"))
+    pages = [bmp_url((600, 800))] * 4  # each would be decoded and scaled to 768x1024
+    async with app.router.lifespan_context(app):
+        sent = await call(app, body(*pages, max_tokens=8000), leave_after=None)
+    assert sent[0]["status"] == 400
+    refusal = error(sent)
+    assert (refusal["code"], refusal["param"]) == ("context_length_exceeded", "max_tokens")
+    assert "a 768x1024 page" in refusal["message"]
+    assert slow_image_work == []
+    assert fake.requests() == []

@@ -349,8 +349,10 @@ def test_when_no_page_can_be_read_the_client_gets_a_502_never_a_500(
 ) -> None:
     fake.control(page_failures={PAGE: [500] * 4, "769x1024": [500] * 4})
     response = post(ocrflux_gateway, page_request((600, 800), (601, 800), stream=stream))
-    if stream:
-        error = json.loads(response.text.split("data: ")[-1])["error"]
+    if stream:  # the error event, then [DONE]
+        *_, last_event, done = response.text.split("data: ")
+        assert done == "[DONE]\n\n"
+        error = json.loads(last_event)["error"]
     else:
         assert response.status_code == 502
         error = response.json()["error"]

@@ -79,6 +79,12 @@ class PageEngine(Protocol):
         the request itself is wrong (the client's fault) and no page can succeed."""
         ...
 
+    def check_page(self, width: int, height: int, job: PageJob) -> None:
+        """Raise `APIError` when a page sent at width x height cannot be read for this job
+        (a budget the engine's context cannot hold). Called before any pixel is decoded, so a
+        request that cannot work costs nothing; an engine without such limits does nothing."""
+        ...
+
     async def detect_merges(
         self, previous: list[str], following: list[str], job: PageJob
     ) -> MergeAnswer:

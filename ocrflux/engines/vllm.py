@@ -181,22 +181,29 @@ class VLLMEngine:
             body["max_tokens"] = max_tokens
         return orjson.dumps(body)
 
-    async def _budget(self, image: PreparedImage, job: PageJob) -> tuple[PreparedImage, int]:
-        """The page (as prepared) and its answer budget: the room the context leaves, capped by
-        the client's max_tokens and PAGE_MAX_TOKENS. A client cap larger than the room is a 400
-        with the numbers: the page is not shrunk below the size the model was trained on."""
+    def check_page(self, width: int, height: int, job: PageJob) -> None:
+        """A client max_tokens that leaves no room for a page of this size: a 400 with the
+        numbers (the page is not shrunk below the size the model was trained on)."""
         limit = self.settings.max_model_len
-        prompt = self.prompt_tokens(image.width, image.height)
+        prompt = self.prompt_tokens(width, height)
         if job.max_tokens is not None and prompt + job.max_tokens > limit:
             raise APIError(
                 400,
-                f"max_tokens is {job.max_tokens:,}, but a {image.width}x{image.height} page "
+                f"max_tokens is {job.max_tokens:,}, but a {width}x{height} page "
                 f"needs ~{prompt:,} of the model's {limit:,}-token context, leaving "
                 f"{max(limit - prompt, 0):,} for its answer (lower max_tokens, or leave it "
                 "unset to give each page all the room there is)",
                 param="max_tokens",
                 code="context_length_exceeded",
             )
+
+    async def _budget(self, image: PreparedImage, job: PageJob) -> tuple[PreparedImage, int]:
+        """The page (as prepared) and its answer budget: the room the context leaves, capped by
+        the client's max_tokens and PAGE_MAX_TOKENS. A client cap larger than the room is a 400
+        with the numbers: the page is not shrunk below the size the model was trained on."""
+        self.check_page(image.width, image.height, job)
+        limit = self.settings.max_model_len
+        prompt = self.prompt_tokens(image.width, image.height)
         if job.max_tokens is None and limit - prompt < MIN_ANSWER_TOKENS:
             image = await self._fit(image, MIN_ANSWER_TOKENS)
             prompt = self.prompt_tokens(image.width, image.height)
