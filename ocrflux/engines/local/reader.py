@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import time
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -29,28 +30,42 @@ _MIN_SKEW = 0.2  # degrees; less is not worth resampling the page for
 PageImage = bytes | Image.Image | np.ndarray
 
 
+def _open(data: bytes) -> Image.Image:
+    try:
+        opened = Image.open(io.BytesIO(data))
+        # JPEG decodes straight to a smaller scale when the page is far larger than needed.
+        opened.draft("L", (MAX_SIDE, MAX_SIDE))
+        opened.load()
+    except Image.DecompressionBombError as exc:
+        raise UnreadableImage(f"image too large: {exc}") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise UnreadableImage(f"not a readable image: {exc}") from None
+    return opened
+
+
+def _to_l(pil: Image.Image) -> Image.Image:
+    if pil.mode in ("RGBA", "LA", "PA") or (pil.mode == "P" and "transparency" in pil.info):
+        # Transparent pixels are paper, not the black their colour channels often hold.
+        background = Image.new("RGBA", pil.size, "white")
+        return Image.alpha_composite(background, pil.convert("RGBA")).convert("L")
+    if pil.mode.startswith("I") or pil.mode == "F":
+        # 16-bit and float greys: Pillow's "L" conversion would clip them to white.
+        values = np.asarray(pil, dtype=np.float64)
+        top = float(values.max()) if values.size else 0.0
+        scale = 255.0 / top if top > 255 else 1.0
+        return Image.fromarray(np.clip(values * scale, 0, 255).astype(np.uint8))
+    return pil.convert("L")
+
+
 def to_gray(image: PageImage) -> np.ndarray:
     """A uint8 grayscale array from PNG/JPEG bytes, a PIL image, or an array (gray or BGR)."""
     if isinstance(image, np.ndarray):
-        if image.ndim == 2:
-            gray = image
-        else:
-            gray = np.asarray(Image.fromarray(image[..., 2::-1]).convert("L"))
-        pil = Image.fromarray(gray)
+        gray = image if image.ndim == 2 else cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2GRAY)
+        pil = Image.fromarray(np.ascontiguousarray(gray, dtype=np.uint8))
     else:
         if isinstance(image, bytes | bytearray):
-            try:
-                opened = Image.open(io.BytesIO(image))
-                opened.load()
-            except (UnidentifiedImageError, OSError, ValueError) as exc:
-                raise UnreadableImage(f"not a readable image: {exc}") from None
-            image = opened
-        pil = ImageOps.exif_transpose(image)
-        if pil.mode in ("RGBA", "LA", "PA") or (pil.mode == "P" and "transparency" in pil.info):
-            # Transparent pixels are paper, not the black their colour channels often hold.
-            background = Image.new("RGBA", pil.size, "white")
-            pil = Image.alpha_composite(background, pil.convert("RGBA"))
-        pil = pil.convert("L")
+            image = _open(bytes(image))
+        pil = _to_l(ImageOps.exif_transpose(image))
     if max(pil.size) > MAX_SIDE:
         pil.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
     return np.ascontiguousarray(np.asarray(pil, dtype=np.uint8))

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable
 
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
 from ocrflux.engines.local.errors import UnreadableImage
 from ocrflux.engines.local.ocr import Recogniser
-from ocrflux.engines.local.reader import read_page, to_gray
+from ocrflux.engines.local.reader import MAX_SIDE, read_page, to_gray
 from tests.engines.local.conftest import Reading
 from tests.engines.local.pages import (
     CHECKLIST,
@@ -123,3 +125,21 @@ def test_images_arrive_as_bytes_pil_or_arrays(reading: Read) -> None:
     assert (to_gray(page.image) == from_bytes).all()
     bgr = np.asarray(page.image)[..., ::-1]
     assert abs(to_gray(bgr).astype(int) - from_bytes).max() <= 1
+
+
+def test_transparent_and_sixteen_bit_pages_keep_their_ink() -> None:
+    clear = Image.new("RGBA", (200, 100), (0, 0, 0, 0))  # transparent black: paper
+    ImageDraw.Draw(clear).rectangle((50, 40, 150, 60), fill=(0, 0, 0, 255))
+    gray = to_gray(clear)
+    assert gray[10, 10] == 255 and gray[50, 100] == 0
+    deep = Image.fromarray(np.full((100, 200), 60000, np.uint16))
+    ImageDraw.Draw(deep).rectangle((50, 40, 150, 60), fill=1000)
+    gray = to_gray(deep)
+    assert gray[10, 10] > 200 and gray[50, 100] < 20
+
+
+def test_large_pages_are_scaled_to_the_working_size() -> None:
+    big = Image.new("L", (3000, 6000), 255)
+    out = io.BytesIO()
+    big.save(out, "JPEG")
+    assert max(to_gray(out.getvalue()).shape) == MAX_SIDE
