@@ -20,7 +20,7 @@ import numpy as np
 from ocrflux.engines.local import unruled
 from ocrflux.engines.local.reading_order import Row
 
-_HEADING = 1.3  # text height, relative to body text, from which a short row is a heading
+_HEADING = 1.3  # text size, relative to body text, from which a short row is a heading
 _HEADING_MAX_CHARS = 150
 _PARAGRAPH_GAP = 0.6  # vertical gap, in body line heights, that starts a new block
 _DENSE = 0.5  # share of the row's peak ink that marks its dense band
@@ -117,13 +117,13 @@ def _kind(row: Row, size: float | None, body: float) -> str:
     return "text"
 
 
-def _wrapped(previous: Row, following: Row, right_edge: float, body: float) -> bool:
+def _wrapped(previous: Row, following: Row, right_edge: float, line: float) -> bool:
     """Whether `previous` ran to its column's edge, i.e. `following` continues its line."""
     first = following.items[0].box.width
     first_words = following.items[0].words
     if first_words:
         first = first_words[0].box.width
-    return previous.box.x1 + first + 0.5 * body >= right_edge
+    return previous.box.x1 + first + 0.5 * line >= right_edge
 
 
 def line_height(rows: Sequence[Row]) -> float:
@@ -176,4 +176,4 @@ def to_blocks(rows: Sequence[Row], ink: np.ndarray) -> list[str]:
             current.last = row
             continue
         blocks.append(_Block(kind, row.region, [text], row))
-    return [b.render() for b in blocks if any(line.strip() for line in b.lines)]
+    return [b.render() for b in blocks if any(text.strip() for text in b.lines)]
