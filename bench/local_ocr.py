@@ -5,9 +5,10 @@
 
 Each configuration starts a `LocalOCRPool` (spawned workers load their models before timing),
 reads the test pages once untimed, then reads `--pages` pages (the test pages in turn) all
-submitted at once, and reports pages/s, the mean time a page spent in a worker, and the peak
-RSS of the worker processes (VmHWM). Accuracy is scored on the first configuration's
-readings, the way the tests score it. Prints Markdown tables; nothing is written.
+submitted at once, and reports pages/s, the mean time a page spent in a worker, the workers'
+CPU time per page (utime + stime) and the peak RSS of the worker processes (VmHWM). Accuracy
+is scored on the first configuration's readings, the way the tests score it. Prints Markdown
+tables; nothing is written.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Run:
     seconds: float
     page_seconds: list[float]
     worker_peak_mb: list[float]
+    worker_cpu_seconds: float
 
     @property
     def rate(self) -> float:
@@ -51,6 +53,15 @@ def _kib(pid: int, field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of the processes so far."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def worker_pids() -> list[int]:
@@ -77,13 +88,17 @@ async def run(
         await pool.start()
         data = [p.encoded() for p in pages]
         first = await asyncio.gather(*(pool.read(d) for d in data))  # untimed: warm caches
+        pids = worker_pids()
+        cpu_before = cpu_seconds(pids)
         started = time.perf_counter()
         timed = await asyncio.gather(*(pool.read(data[k % len(data)]) for k in range(count)))
         seconds = time.perf_counter() - started
-        peaks = [_kib(pid, "VmHWM") / 1024 for pid in worker_pids()]
+        cpu = cpu_seconds(pids) - cpu_before
+        peaks = [_kib(pid, "VmHWM") / 1024 for pid in pids]
     finally:
         await pool.aclose()
-    return Run(workers, threads, count, seconds, [p.seconds for p in timed], peaks), list(first)
+    page_seconds = [p.seconds for p in timed]
+    return Run(workers, threads, count, seconds, page_seconds, peaks, cpu), list(first)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -107,13 +122,14 @@ def main(argv: list[str] | None = None) -> None:
 
     print(
         "\n| workers x threads | pages | seconds | pages/s | mean s in a worker"
-        " | peak RSS per worker (MB) | workers' peak RSS total (MB) |"
+        " | worker CPU s/page | peak RSS per worker (MB) | workers' peak RSS total (MB) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in runs:
         print(
             f"| {r.workers} x {r.threads} | {r.pages} | {r.seconds:.1f} | {r.rate:.2f} | "
-            f"{statistics.fmean(r.page_seconds):.2f} | {max(r.worker_peak_mb, default=0):.0f} | "
+            f"{statistics.fmean(r.page_seconds):.2f} | {r.worker_cpu_seconds / r.pages:.2f} | "
+            f"{max(r.worker_peak_mb, default=0):.0f} | "
             f"{sum(r.worker_peak_mb):.0f} |"
         )
     print("\n| page | character accuracy | floor in the tests |")
@@ -122,8 +138,9 @@ def main(argv: list[str] | None = None) -> None:
         score = accuracy(page.text, reading.markdown, cjk=page.language == "zh")
         print(f"| {page.name} | {score:.4f} | {FLOORS[page.name]:.2f} |")
     print(
-        f"\n{os.cpu_count()} CPUs; pages are 1000x1300"
-        " (the noisy one rotated 2 degrees, blurred, JPEG 40)."
+        f"\n{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end; pages are"
+        " 1000x1300 (the noisy one rotated 2 degrees, blurred, JPEG 40). On a shared machine"
+        " compare CPU s/page: it barely moves with other load, pages/s does."
     )
 
 
