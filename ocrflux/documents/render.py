@@ -98,6 +98,10 @@ def _load_pdf(path: str) -> pdfium.PdfDocument:
     try:
         pdf = pdfium.PdfDocument(path)
     except pdfium.PdfiumError as exc:
+        # First: pdfium fails on an empty page tree without setting its error code, so the code
+        # read then is whatever an earlier document in this worker left (seen: "password").
+        if _looks_empty(path):
+            raise DocumentRejected("the PDF has no pages") from None
         code = getattr(exc, "err_code", None)
         if code == pdfium_c.FPDF_ERR_PASSWORD:
             raise DocumentRejected(
@@ -105,8 +109,6 @@ def _load_pdf(path: str) -> pdfium.PdfDocument:
             ) from None
         if code == pdfium_c.FPDF_ERR_SECURITY:
             raise DocumentRejected("the PDF uses an unsupported encryption scheme") from None
-        if _looks_empty(path):
-            raise DocumentRejected("the PDF has no pages") from None
         raise DocumentRejected("the PDF could not be read: it is damaged or not a PDF") from None
     if len(pdf) == 0:
         pdf.close()

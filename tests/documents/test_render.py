@@ -285,3 +285,15 @@ async def test_close_and_aclose_remove_the_files() -> None:
     kept = await one.open(make_pdf([Page(*LETTER)]))
     await one.aclose()
     assert not await exists(kept.path) and not await exists(one._dir)
+
+
+async def test_an_empty_pdf_after_an_encrypted_one_is_still_called_empty() -> None:
+    # pdfium leaves its last error unset for an empty page tree: the code read then is the
+    # previous document's ("password"), so the order of the checks matters.
+    renderer = DocumentRenderer(1, 1024)
+    try:
+        for data, message in ((encrypted_pdf(), "password"), (zero_page_pdf(), "no pages")):
+            with pytest.raises(DocumentRejected, match=message):
+                await renderer.open(data)
+    finally:
+        await renderer.aclose()

@@ -1,0 +1,179 @@
+"""Getting documents in: bytes from a URL or an upload, opened as page sources for the pipeline.
+
+A page source produces its pages one at a time (`ocrflux.documents.pipeline.PageSource`):
+a PDF or multi-page TIFF renders a page when asked; a plain image is one page, prepared like
+any chat image. A chat request's image and file parts become one composite source whose pages
+merge across a page break only inside the same document.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Sequence
+
+import pybase64
+
+from ocrflux.documents.pipeline import PageImage, PageSource
+from ocrflux.documents.render import DocumentRenderer, OpenDocument
+from ocrflux.documents.sources import DocumentRejected
+from ocrflux.errors import APIError
+from ocrflux.fetch import RemoteFetcher
+from ocrflux.images import ImageRejected, PreparedImage, decode_base64, format_mb, split_inline
+from ocrflux.preparation import ImagePreparer
+
+# Magic bytes that make an `image_url` a document rather than one image: PDF, and TIFF (which
+# may hold many pages).
+_DOCUMENT_MAGIC = (b"%PDF-", b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+# The dpi Mistral reports for an image sent as is (its pixels are its own resolution).
+IMAGE_DPI = 72
+
+
+class SingleImage:
+    """An image document: one page, already prepared."""
+
+    def __init__(self, image: PreparedImage) -> None:
+        self.image = image
+
+    @property
+    def num_pages(self) -> int:
+        return 1
+
+    def joins(self, index: int) -> bool:
+        return False
+
+    async def page(self, index: int) -> PageImage:
+        return PageImage(self.image, IMAGE_DPI)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class RenderedDocument:
+    """A PDF or TIFF opened by the renderer; pages are rendered when asked for."""
+
+    def __init__(self, renderer: DocumentRenderer, document: OpenDocument) -> None:
+        self.renderer = renderer
+        self.document = document
+
+    @property
+    def num_pages(self) -> int:
+        return self.document.num_pages
+
+    def joins(self, index: int) -> bool:
+        return 0 <= index < self.num_pages - 1
+
+    async def page(self, index: int) -> PageImage:
+        rendered = await self.renderer.render(self.document, index)
+        return PageImage(rendered.image, rendered.dpi)
+
+    async def aclose(self) -> None:
+        await self.renderer.close(self.document)
+
+
+class Composite:
+    """Several documents read as one sequence of pages (a chat request's parts, in order)."""
+
+    def __init__(self, parts: Sequence[PageSource]) -> None:
+        self.parts = list(parts)
+        self._starts: list[int] = []
+        total = 0
+        for part in self.parts:
+            self._starts.append(total)
+            total += part.num_pages
+        self._total = total
+
+    @property
+    def num_pages(self) -> int:
+        return self._total
+
+    def _locate(self, index: int) -> tuple[PageSource, int]:
+        for part, start in zip(reversed(self.parts), reversed(self._starts), strict=True):
+            if index >= start:
+                return part, index - start
+        raise IndexError(index)
+
+    def joins(self, index: int) -> bool:
+        part, local = self._locate(index)
+        return part.joins(local)
+
+    async def page(self, index: int) -> PageImage:
+        part, local = self._locate(index)
+        return await part.page(local)
+
+    async def aclose(self) -> None:
+        for part in self.parts:
+            await part.aclose()
+
+
+class DocumentLoader:
+    """Turns URLs, uploads and chat parts into page sources (refusals as `APIError` 4xx)."""
+
+    def __init__(
+        self,
+        renderer: DocumentRenderer,
+        images: ImagePreparer,
+        fetcher: RemoteFetcher,
+        *,
+        max_bytes: int,
+    ) -> None:
+        self.renderer = renderer
+        self.images = images
+        self.fetcher = fetcher
+        self.max_bytes = max_bytes
+
+    async def load(self, url: str, param: str) -> bytes:
+        """The document bytes behind a `data:` URL, bare base64, or an http(s) URL."""
+        try:
+            if url[:8].lower().startswith(("http://", "https://")):
+                return await self.fetcher.fetch(url, max_bytes=self.max_bytes, what="document")
+            _, b64 = split_inline(url)
+            self.check_size(len(b64) * 3 // 4, param)
+            return decode_base64(url, self.max_bytes)
+        except ImageRejected as exc:
+            raise APIError(exc.status, exc.message, param=param, code="invalid_document") from None
+
+    def check_size(self, size: int, param: str) -> None:
+        if size > self.max_bytes:
+            raise APIError(
+                413,
+                f"document is {format_mb(size)}, the limit is {format_mb(self.max_bytes)}",
+                param=param,
+                code="document_too_large",
+            )
+
+    async def open(self, data: bytes, param: str) -> RenderedDocument:
+        """A PDF, TIFF or image, checked and ready to render page by page."""
+        self.check_size(len(data), param)
+        try:
+            document = await self.renderer.open(data)
+        except DocumentRejected as exc:
+            raise APIError(exc.status, exc.message, param=param, code="invalid_document") from None
+        return RenderedDocument(self.renderer, document)
+
+    async def chat_image(self, url: str, param: str) -> PageSource:
+        """An `image_url` part: one prepared image, or a document when the URL holds a PDF/TIFF."""
+        if url[:8].lower().startswith(("http://", "https://")) or _looks_like_document(url):
+            data = await self.load(url, param)
+            if data.startswith(_DOCUMENT_MAGIC):
+                return await self.open(data, param)
+            return SingleImage(await self._prepared(self.images.prepare_bytes(data), param))
+        return SingleImage(await self._prepared(self.images.prepare(url), param))
+
+    async def chat_file(self, file_data: str, param: str) -> PageSource:
+        """A `file` part: its `file_data` is a data: URL of a PDF, TIFF or image."""
+        return await self.open(await self.load(file_data, param), param)
+
+    async def _prepared(self, pending: Awaitable[PreparedImage], param: str) -> PreparedImage:
+        try:
+            return await pending
+        except ImageRejected as exc:
+            raise APIError(exc.status, exc.message, param=param, code="invalid_image") from exc
+
+
+def _looks_like_document(url: str) -> bool:
+    """True when an inline URL's first bytes are a PDF's or TIFF's (decodes 8 characters)."""
+    with contextlib.suppress(ValueError, ImageRejected):
+        _, b64 = split_inline(url[:512])
+        head = pybase64.b64decode(b64.lstrip()[:8] + "=" * (-len(b64.lstrip()[:8]) % 4))
+        return head.startswith(tuple(m[:4] for m in _DOCUMENT_MAGIC))
+    return False

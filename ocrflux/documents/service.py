@@ -1,0 +1,179 @@
+"""`POST /v1/ocr`: a Mistral OCR request in (JSON or upload), the whole document read and shaped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.responses import Response, StreamingResponse
+
+from ocrflux.documents.loading import DocumentLoader
+from ocrflux.documents.pipeline import (
+    DocumentEvent,
+    DocumentOutcome,
+    DocumentRead,
+    DocumentReader,
+    MergeStarted,
+    PageOutcome,
+    PageRead,
+    PageSource,
+)
+from ocrflux.documents.protocol import OCRRequest, ocr_body, page_object
+from ocrflux.documents.sources import DocumentRejected, parse_pages
+from ocrflux.documents.tables import tables_to_markdown
+from ocrflux.engines import PageJob
+from ocrflux.errors import APIError
+from ocrflux.protocol import json_response
+from ocrflux.settings import Settings
+from ocrflux.shaping import normalize_checkboxes
+from ocrflux.sse import SSE_HEADERS, named_event
+
+logger = logging.getLogger("ocrflux.documents")
+
+
+@dataclass
+class Upload:
+    """A document sent as multipart/form-data: its bytes and the form's other fields."""
+
+    data: bytes
+    filename: str | None
+
+
+class OCRService:
+    """Answers Mistral-style OCR requests with the documents pipeline."""
+
+    def __init__(self, settings: Settings, loader: DocumentLoader, reader: DocumentReader) -> None:
+        self.settings = settings
+        self.loader = loader
+        self.reader = reader
+
+    async def respond(
+        self, request: OCRRequest, upload: Upload | None, request_id: str
+    ) -> Response:
+        unsupported = request.unsupported()
+        if unsupported:
+            name, reason = unsupported
+            raise APIError(
+                400, f"{name} is not supported: {reason}", param=name, code="unsupported"
+            )
+        if upload is not None:
+            data, param = upload.data, "file"
+        else:
+            data, param = await self.loader.load(request.url, "document"), "document"
+        source = await self.loader.open(data, param)
+        try:
+            selection = self._select(request, source.num_pages)
+        except BaseException:
+            await source.aclose()
+            raise
+        answer = _Answer(self.settings, request, len(data))
+        del data
+        events = self._events(source, selection, PageJob(request_id), request)
+        if request.stream:
+            return StreamingResponse(
+                answer.stream(events), media_type="text/event-stream", headers=SSE_HEADERS
+            )
+        try:
+            async with asyncio.timeout(self.settings.document_timeout):
+                async for event in events:
+                    if isinstance(event, DocumentRead):
+                        return json_response(answer.body(event.outcome))
+        except TimeoutError:
+            raise _deadline(self.settings.document_timeout) from None
+        finally:
+            await events.aclose()
+        raise AssertionError("the pipeline ended without a result")  # pragma: no cover
+
+    async def _events(
+        self, source: PageSource, selection: list[int], job: PageJob, request: OCRRequest
+    ) -> AsyncGenerator[DocumentEvent, None]:
+        try:
+            merge = not request.skip_cross_page_merge
+            async for event in self.reader.read(source, selection, job, merge=merge):
+                yield event
+        finally:
+            await source.aclose()
+
+    def _select(self, request: OCRRequest, num_pages: int) -> list[int]:
+        try:
+            selection = parse_pages(request.pages, num_pages)
+        except DocumentRejected as exc:
+            raise APIError(exc.status, exc.message, param="pages", code="invalid_pages") from None
+        limit = self.settings.max_document_pages
+        if len(selection) > limit:
+            raise APIError(
+                400,
+                f"{len(selection)} pages selected, the limit is {limit} per document "
+                "(choose fewer with 'pages')",
+                param="pages",
+                code="too_many_pages",
+            )
+        return selection
+
+
+class _Answer:
+    """Shapes one request's outcome: Mistral's page objects plus the toolkit's fields."""
+
+    def __init__(self, settings: Settings, request: OCRRequest, doc_size: int) -> None:
+        self.settings = settings
+        self.model = request.model or settings.ocrflux_model
+        self.markdown_tables = request.table_format == "markdown"
+        self.doc_size = doc_size
+
+    def text(self, markdown: str) -> str:
+        markdown = normalize_checkboxes(markdown)
+        return tables_to_markdown(markdown) if self.markdown_tables else markdown
+
+    def page(self, page: PageOutcome) -> dict[str, Any]:
+        markdown = "" if page.elements is None else self.text("\n\n".join(page.elements))
+        dimensions = (
+            {"dpi": page.dpi, "height": page.height, "width": page.width} if page.width else None
+        )
+        return page_object(page.index, markdown, dimensions)
+
+    def body(self, outcome: DocumentOutcome) -> dict[str, Any]:
+        pages = [self.page(p) for p in outcome.pages]
+        page_texts = {
+            str(p.index): obj["markdown"]
+            for p, obj in zip(outcome.pages, pages, strict=True)
+            if not p.fallback
+        }
+        return ocr_body(
+            model=self.model,
+            pages=pages,
+            doc_size_bytes=self.doc_size,
+            num_pages=outcome.num_pages,
+            document_text=self.text(outcome.text),
+            page_texts=page_texts,
+            fallback_pages=outcome.fallback_pages,
+            usage=outcome.usage.model_dump(),
+        )
+
+    async def stream(self, events: AsyncGenerator[DocumentEvent, None]) -> AsyncIterator[bytes]:
+        """Server-sent events: `page` per page in order, `merge`, then `result` (or `error`)."""
+        try:
+            async with asyncio.timeout(self.settings.document_timeout):
+                async for event in events:
+                    if isinstance(event, PageRead):
+                        data = self.page(event.page)
+                        data.update(
+                            fallback=event.page.fallback, done=event.done, total=event.total
+                        )
+                        yield named_event("page", data)
+                    elif isinstance(event, MergeStarted):
+                        yield named_event("merge", {"pairs": event.pairs})
+                    else:
+                        yield named_event("result", self.body(event.outcome))
+        except TimeoutError:
+            yield named_event("error", _deadline(self.settings.document_timeout).body())
+        except APIError as exc:
+            yield named_event("error", exc.body())
+        finally:
+            await events.aclose()
+
+
+def _deadline(seconds: float) -> APIError:
+    return APIError(504, f"the document took longer than {seconds:g} s", code="timeout")
