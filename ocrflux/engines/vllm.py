@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from ocrflux.engines.base import MergeAnswer, PageJob, PageResult, TableMergeAnswer
+from ocrflux.engines.vllm_merge import MergeAsker
 from ocrflux.errors import APIError
 from ocrflux.images import ImageRejected, PreparedImage
 from ocrflux.page_format import build_page_prompt, parse_page_response
@@ -91,6 +92,7 @@ class VLLMEngine:
         self.settings = settings
         self.upstream = upstream
         self.images = images
+        self.merges = MergeAsker(settings, upstream)
         self.prompt = build_page_prompt()
         self._text_tokens = estimate_text_tokens(CHAT_TEMPLATE_TEXT + self.prompt)
 
@@ -152,10 +154,10 @@ class VLLMEngine:
     async def detect_merges(
         self, previous: list[str], following: list[str], job: PageJob
     ) -> MergeAnswer:
-        raise NotImplementedError  # the documents pipeline brings the merge prompts
+        return await self.merges.detect_merges(previous, following, job)
 
     async def merge_tables(self, first: str, second: str, job: PageJob) -> TableMergeAnswer:
-        raise NotImplementedError  # the documents pipeline brings the merge prompts
+        return await self.merges.merge_tables(first, second, job)
 
     def _body(
         self, text: str, image_data_url: str, temperature: float, max_tokens: int | None
