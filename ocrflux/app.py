@@ -11,15 +11,24 @@ from fastapi import FastAPI
 
 from ocrflux import __version__
 from ocrflux.chat import ChatService
+from ocrflux.documents.loading import DocumentLoader
+from ocrflux.documents.pipeline import DocumentReader
+from ocrflux.documents.render import DocumentRenderer
+from ocrflux.documents.service import OCRService
 from ocrflux.engines.vllm import VLLMEngine
 from ocrflux.errors import install_handlers
 from ocrflux.observability import RequestIdMiddleware
+from ocrflux.pages import PageReader
 from ocrflux.preparation import ImagePreparer
 from ocrflux.routes import ROUTERS
 from ocrflux.settings import Settings
 from ocrflux.upstream import LeanTransport, Upstream
 
 logger = logging.getLogger("ocrflux")
+
+# PDF pages are rendered at this longest side when IMAGE_MAX_SIDE=0 ("no resize") asks for none:
+# a PDF page has no pixel size of its own.
+DEFAULT_PAGE_SIDE = 1024
 
 
 async def report_upstream(upstream: Upstream) -> None:
@@ -50,9 +59,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             transport = LeanTransport(settings.pool_max_connections, settings.pool_max_keepalive)
         upstream = Upstream(settings, transport=transport)
         images = ImagePreparer(settings)
-        app.state.upstream = upstream
+        renderer = DocumentRenderer(
+            settings.render_workers,
+            settings.image_max_side or DEFAULT_PAGE_SIDE,
+            max_pixels=settings.max_image_pixels,
+        )
         engine = VLLMEngine(settings, upstream, images)
-        app.state.chat = ChatService(settings, upstream, images, engine)
+        loader = DocumentLoader(
+            renderer, images, images.fetcher, max_bytes=settings.max_document_bytes
+        )
+        reader = DocumentReader(
+            engine,
+            pages_in_flight=settings.pages_in_flight,
+            max_error_rate=settings.max_page_error_rate,
+            keep_images=settings.keep_image_placeholders,
+        )
+        app.state.upstream = upstream
+        app.state.chat = ChatService(
+            settings, upstream, images, PageReader(settings, loader, reader)
+        )
+        app.state.ocr = OCRService(settings, loader, reader)
         await report_upstream(upstream)
         poller = None
         if settings.health_check_interval > 0:
@@ -63,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if poller:
                 poller.cancel()
             await images.aclose()
+            await renderer.aclose()
             await upstream.aclose()
 
     app = FastAPI(

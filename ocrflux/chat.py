@@ -11,12 +11,11 @@ import orjson
 from pydantic import ValidationError
 from starlette.responses import Response, StreamingResponse
 
-from ocrflux.engines import PageEngine
 from ocrflux.errors import APIError, from_validation_error
 from ocrflux.images import ImageRejected, PreparedImage, Probe
 from ocrflux.pages import PageReader
 from ocrflux.preparation import ImagePreparer
-from ocrflux.protocol import ChatCompletionRequest, image_param, json_response
+from ocrflux.protocol import ChatCompletionRequest, file_param, image_param, json_response
 from ocrflux.settings import Settings
 from ocrflux.shaping import normalize_checkboxes
 from ocrflux.sse import SSE_HEADERS, ModelRewriter, relay
@@ -31,12 +30,12 @@ class ChatService:
     """Turns a client's chat-completion JSON into the client's response."""
 
     def __init__(
-        self, settings: Settings, upstream: Upstream, images: ImagePreparer, engine: PageEngine
+        self, settings: Settings, upstream: Upstream, images: ImagePreparer, pages: PageReader
     ) -> None:
         self.settings = settings
         self.upstream = upstream
         self.images = images
-        self.pages = PageReader(settings, engine)
+        self.pages = pages
 
     async def complete(self, raw: dict[str, Any], request_id: str) -> Response:
         """Validate, prepare and answer one request (`raw` is the client's JSON, owned here)."""
@@ -45,9 +44,18 @@ class ChatService:
             request = ChatCompletionRequest.model_validate(raw)
         except ValidationError as exc:
             raise from_validation_error(exc) from None
+        if self.settings.prompt_mode == "ocrflux" and request.document_parts():
+            return await self.pages.respond(request, request_id)
+        files = [(i, j) for i, j, part in request.document_parts() if part.type == "file"]
+        if files:
+            raise APIError(
+                400,
+                "file parts (PDFs and other documents) are read in PROMPT_MODE=ocrflux only; "
+                "send page images as image_url parts",
+                param=file_param(*files[0]),
+                code="unsupported_content",
+            )
         images = await self.prepare_images(request)
-        if images and self.settings.prompt_mode == "ocrflux":
-            return await self.pages.respond(images, request, request_id)
         body = await self.passthrough_body(raw, request, images)
         model, stream = request.model, request.stream
         # Only `body` is needed from here: a request waiting for vLLM then holds its images
@@ -94,6 +102,7 @@ class ChatService:
                 raw["messages"][i]["content"][j]["image_url"]["url"] = image.data_url
         raw["model"] = self.settings.ocrflux_model
         raw.pop("output_format", None)
+        raw.pop("skip_cross_page_merge", None)
         return orjson.dumps(raw)
 
     async def prepare_images(self, request: ChatCompletionRequest) -> list[PreparedImage]:
@@ -137,10 +146,6 @@ class ChatService:
     def _plan(self, probes: list[Probe], request: ChatCompletionRequest) -> int | None:
         """The longest side that fits the request in the context (None: no cap needed)."""
         sizes = [probe.size_after(self.images.options) for probe in probes]
-        if self.settings.prompt_mode == "ocrflux":
-            # Every page is a call of its own, sent at its trained size: the engine budgets it.
-            self.pages.check_pages(sizes, request)
-            return None
         try:
             return self.images.plan(sizes, _text_tokens(request), request.token_limit or 0)
         except ContextTooSmall as exc:

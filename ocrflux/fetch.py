@@ -1,4 +1,4 @@
-"""Getting images in: SSRF-guarded downloads of remote image URLs.
+"""Getting images and documents in: SSRF-guarded downloads of remote URLs.
 
 The guard resolves the host itself, refuses any non-public address (unless allow-listed), and
 then connects to the very address it checked (Host header + TLS SNI carry the name), so a DNS
@@ -116,35 +116,39 @@ class RemoteFetcher:
             },
         )
 
-    async def fetch(self, url: str) -> bytes:
-        """The image bytes behind `url`, or ImageRejected saying why not."""
+    async def fetch(self, url: str, *, max_bytes: int | None = None, what: str = "image") -> bytes:
+        """The bytes behind `url` (an image, or `what`), or ImageRejected saying why not."""
         if not self._enabled:
-            raise ImageRejected("remote image URLs are disabled")
+            raise ImageRejected(f"remote {what} URLs are disabled")
+        limit = max_bytes or self._max_bytes
         try:
             async with asyncio.timeout(self._timeout):
-                return await self._follow(url)
+                return await self._follow(url, limit, what)
         except TimeoutError:
-            raise ImageRejected(f"image download timed out after {self._timeout:g} s") from None
+            raise ImageRejected(f"{what} download timed out after {self._timeout:g} s") from None
 
-    async def _follow(self, url: str) -> bytes:
+    async def _follow(self, url: str, limit: int, what: str) -> bytes:
         try:
             current = httpx.URL(url)
         except httpx.InvalidURL:
-            raise ImageRejected("image URL is not a valid URL") from None
+            raise ImageRejected(f"{what} URL is not a valid URL") from None
         for _ in range(self._max_redirects + 1):
             address = await self._checked_address(current)
             host = current.host
             request = self._client.build_request(
                 "GET",
                 current.copy_with(host=str(address)),
-                headers={"Host": current.netloc.decode("ascii")},
+                headers={
+                    "Host": current.netloc.decode("ascii"),
+                    "Accept": "image/*" if what == "image" else "*/*",
+                },
                 extensions={"sni_hostname": host} if current.scheme == "https" else None,
             )
             try:
                 response = await self._client.send(request, stream=True)
             except httpx.HTTPError as exc:
                 raise ImageRejected(
-                    f"could not download the image from {host} ({type(exc).__name__})"
+                    f"could not download the {what} from {host} ({type(exc).__name__})"
                 ) from None
             try:
                 location = response.headers.get("location")
@@ -152,8 +156,8 @@ class RemoteFetcher:
                     current = current.join(location)
                     continue
                 if response.status_code != 200:
-                    raise ImageRejected(f"image URL answered HTTP {response.status_code}")
-                return await self._read_capped(response, host)
+                    raise ImageRejected(f"{what} URL answered HTTP {response.status_code}")
+                return await self._read_capped(response, host, limit, what)
             finally:
                 await response.aclose()
         raise ImageRejected(f"too many redirects (more than {self._max_redirects})")
@@ -177,26 +181,27 @@ class RemoteFetcher:
         checked = [check_address(a, self._allowlist) for a in addresses]
         return checked[0]
 
-    async def _read_capped(self, response: httpx.Response, host: str) -> bytes:
+    async def _read_capped(
+        self, response: httpx.Response, host: str, limit: int, what: str
+    ) -> bytes:
         declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self._max_bytes:
+        if declared.isdigit() and int(declared) > limit:
             raise ImageRejected(
-                f"image is {format_mb(int(declared))}, the limit is {format_mb(self._max_bytes)}",
-                413,
+                f"{what} is {format_mb(int(declared))}, the limit is {format_mb(limit)}", 413
             )
         chunks: list[bytes] = []
         received = 0
         try:
             async for chunk in response.aiter_raw():
                 received += len(chunk)
-                if received > self._max_bytes:  # stop reading: never buffer past the cap
+                if received > limit:  # stop reading: never buffer past the cap
                     raise ImageRejected(
-                        f"image is larger than the limit of {format_mb(self._max_bytes)}", 413
+                        f"{what} is larger than the limit of {format_mb(limit)}", 413
                     )
                 chunks.append(chunk)
         except httpx.HTTPError as exc:
             raise ImageRejected(
-                f"could not download the image from {host} ({type(exc).__name__})"
+                f"could not download the {what} from {host} ({type(exc).__name__})"
             ) from None
         return b"".join(chunks)
 

@@ -1,33 +1,50 @@
-"""OCRFlux mode for chat: every image is a page, read by the page engine, then shaped."""
+"""OCRFlux mode for chat: every image is a page, every PDF a document, read and then shaped.
+
+The request's image and file parts become one sequence of pages (a composite document) that
+the documents pipeline reads; pages of one PDF are merged across page breaks as the toolkit
+does, images stay pages of their own. The client's messages only choose the output format.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from functools import partial
+from typing import Any, TypeVar
 
 from starlette.responses import Response, StreamingResponse
 
-from ocrflux.engines import PageEngine, PageJob, PageResult
+from ocrflux.documents.loading import Composite, DocumentLoader, ImagePart
+from ocrflux.documents.pipeline import (
+    DocumentEvent,
+    DocumentOutcome,
+    DocumentRead,
+    DocumentReader,
+    PageRead,
+    PageSource,
+)
+from ocrflux.engines import PageJob
 from ocrflux.errors import APIError
-from ocrflux.images import PreparedImage
 from ocrflux.page_format import PageResponse
 from ocrflux.protocol import (
     ChatCompletionRequest,
+    ContentPart,
     OutputFormat,
-    Usage,
     chunk_body,
     completion_body,
+    file_param,
     image_param,
     json_response,
     new_completion_id,
 )
 from ocrflux.settings import Settings
-from ocrflux.shaping import infer_output_format, shape_pages
+from ocrflux.shaping import infer_output_format, shape_document, shape_pages
 from ocrflux.sse import DONE, SSE_HEADERS, event
 
 logger = logging.getLogger("ocrflux.pages")
+T = TypeVar("T")
 
 FALLBACK_HEADER = "X-OCRFlux-Fallback-Pages"
 # Page text up to this many characters is shaped on the event loop (0.1-3 us per character,
@@ -37,40 +54,15 @@ SHAPE_ON_LOOP_LIMIT = 4_000
 
 
 class PageReader:
-    """OCRFlux mode for a chat request: every image is a page, read by the engine, shaped."""
+    """OCRFlux mode for a chat request: its parts read as pages of documents, then shaped."""
 
-    def __init__(self, settings: Settings, engine: PageEngine) -> None:
+    def __init__(self, settings: Settings, loader: DocumentLoader, reader: DocumentReader) -> None:
         self.settings = settings
-        self.engine = engine
+        self.loader = loader
+        self.reader = reader
 
-    async def _shape(self, pages: list[PageResponse | str], fmt: OutputFormat) -> str:
-        """`shape_pages`, in a thread when the text is long."""
-        size = sum(len(p if isinstance(p, str) else p.natural_text or "") for p in pages)
-        shape = partial(
-            shape_pages, pages, fmt, keep_image_placeholders=self.settings.keep_image_placeholders
-        )
-        return shape() if size <= SHAPE_ON_LOOP_LIMIT else await asyncio.to_thread(shape)
-
-    def check_pages(self, sizes: Sequence[tuple[int, int]], request: ChatCompletionRequest) -> None:
-        """Refuse, before any pixel is decoded, pages the engine cannot read for this request
-        (sizes as the pages will be sent)."""
-        job = PageJob("", max_tokens=request.token_limit)
-        for width, height in dict.fromkeys(sizes):
-            self.engine.check_page(width, height, job)
-
-    async def _read(self, image: PreparedImage, job: PageJob, param: str) -> PageResult:
-        """One page; an image the engine could not decode is named by its part."""
-        try:
-            return await self.engine.read_page(image, job)
-        except APIError as exc:
-            if exc.code == "invalid_image" and exc.param is None:
-                exc.param = param
-            raise
-
-    async def respond(
-        self, images: list[PreparedImage], request: ChatCompletionRequest, request_id: str
-    ) -> Response:
-        """Read every image as a page and answer the request.
+    async def respond(self, request: ChatCompletionRequest, request_id: str) -> Response:
+        """Read every image and document of the request and answer it.
 
         Page calls follow the toolkit whatever the client's sampling fields say; only its
         max_tokens (or max_completion_tokens) is honoured, as a cap on each page's answer.
@@ -80,93 +72,192 @@ class PageReader:
             raise APIError(400, "n must be 1 in ocrflux mode", param="n", code="invalid_value")
         fmt: OutputFormat = request.output_format or infer_output_format(request.system_prompt())
         job = PageJob(request_id, max_tokens=request.token_limit)
-        params = [image_param(i, j) for i, j, _ in request.image_parts()]
-        tasks = [
-            asyncio.ensure_future(self._read(image, job, param))
-            for image, param in zip(images, params, strict=True)
-        ]
+        source = await self._open(request, job)
+        merge = not request.skip_cross_page_merge and any(
+            source.joins(i) for i in range(source.num_pages)
+        )
+        events = self._events(source, job, merge)
         if request.stream:
+            answer = _Stream(request, fmt, self.settings, merged=merge)
             return StreamingResponse(
-                self._stream(tasks, request, fmt),
-                media_type="text/event-stream",
-                headers=SSE_HEADERS,
+                answer.events(events), media_type="text/event-stream", headers=SSE_HEADERS
             )
         try:
-            results = await asyncio.gather(*tasks)
+            async with asyncio.timeout(self.settings.document_timeout):
+                async for item in events:
+                    if isinstance(item, DocumentRead):
+                        return await self._completion(item.outcome, request, fmt)
         finally:
-            for task in tasks:
-                task.cancel()
-        unread = _unread(results)
-        if unread is not None:
-            raise unread
-        usage = Usage()
-        for result in results:
-            usage.add(result.usage.model_dump())
-        content = await self._shape([r.shaped_input for r in results], fmt)
+            await events.aclose()
+        raise AssertionError("the pipeline ended without a result")  # pragma: no cover
+
+    async def _open(self, request: ChatCompletionRequest, job: PageJob) -> Composite:
+        """Every image and file part as a source of pages, in order.
+
+        Headers first: images are probed and documents opened, then pages the engine cannot
+        read for this request are refused before any pixel is decoded; only then are the
+        images decoded (concurrently, in the image pool).
+        """
+        parts = request.document_parts()
+        limit = self.settings.max_images_per_request
+        if len(parts) > limit:
+            raise APIError(
+                400,
+                f"the request has {len(parts)} images, the limit is {limit}",
+                param="messages",
+                code="too_many_images",
+            )
+        opened: list[PageSource | ImagePart] = []
+        try:
+            opened = await gather_or_close(self._open_part(i, j, part) for i, j, part in parts)
+            options = self.loader.images.options
+            sizes = [part.size(options) for part in opened if isinstance(part, ImagePart)]
+            for width, height in dict.fromkeys(sizes):
+                self.reader.engine.check_page(width, height, job)
+            sources = await gather_or_close(
+                self.loader.finish(part) if isinstance(part, ImagePart) else _ready(part)
+                for part in opened
+            )
+        except BaseException:
+            for part in opened:
+                if not isinstance(part, ImagePart):
+                    await part.aclose()
+            raise
+        return Composite(sources)
+
+    async def _open_part(
+        self, message: int, index: int, part: ContentPart
+    ) -> PageSource | ImagePart:
+        if part.file is not None and part.file.file_data is not None:
+            return await self.loader.chat_file(part.file.file_data, file_param(message, index))
+        assert part.image_url is not None
+        return await self.loader.chat_image(part.image_url.url, image_param(message, index))
+
+    async def _events(
+        self, source: Composite, job: PageJob, merge: bool
+    ) -> AsyncGenerator[DocumentEvent, None]:
+        try:
+            pages = range(source.num_pages)
+            async for item in self.reader.read(source, pages, job, merge=merge, fallback_text=True):
+                yield item
+        finally:
+            await source.aclose()
+
+    async def _completion(
+        self, outcome: DocumentOutcome, request: ChatCompletionRequest, fmt: OutputFormat
+    ) -> Response:
+        content = await _shape(outcome, fmt, self.settings.keep_image_placeholders)
         body = completion_body(
-            new_completion_id(), request.model, content, usage, _finish_reason(results)
+            new_completion_id(), request.model, content, outcome.usage, _finish_reason(outcome)
         )
-        fallback = [str(n) for n, r in enumerate(results, start=1) if r.page is None]
-        headers = {FALLBACK_HEADER: ",".join(fallback)} if fallback else None
+        fallback = _fallback_numbers(outcome)
+        headers = {FALLBACK_HEADER: ",".join(map(str, fallback))} if fallback else None
         return json_response(body, headers=headers)
 
-    async def _stream(
-        self,
-        tasks: Sequence[asyncio.Future[PageResult]],
-        request: ChatCompletionRequest,
-        fmt: OutputFormat,
-    ) -> AsyncIterator[bytes]:
-        """One content chunk per page, in page order, as soon as that page is done."""
-        cid, model, usage = new_completion_id(), request.model, Usage()
-        results: list[PageResult] = []
-        sent = False  # any page text yet (the separator goes between pages, as unstreamed)
+
+class _Stream:
+    """A chat completion streamed: a chunk per page as it is read, or the merged document."""
+
+    def __init__(
+        self, request: ChatCompletionRequest, fmt: OutputFormat, settings: Settings, merged: bool
+    ) -> None:
+        self.request = request
+        self.fmt = fmt
+        self.settings = settings
+        # With a cross-page merge the text is final only at the end: pages then show as SSE
+        # comments (progress that clients ignore), and the merged document is sent whole.
+        self.per_page = not merged and fmt != "json"
+        self.id = new_completion_id()
+
+    def chunk(self, delta: dict[str, Any], **extra: Any) -> bytes:
+        return event(chunk_body(self.id, self.request.model, delta, **extra))
+
+    async def events(self, items: AsyncGenerator[DocumentEvent, None]) -> AsyncIterator[bytes]:
+        keep = self.settings.keep_image_placeholders
+        sent = 0
         try:
-            yield event(chunk_body(cid, model, {"role": "assistant", "content": ""}))
-            for task in tasks:
-                result = await task
-                results.append(result)
-                usage.add(result.usage.model_dump())
-                if fmt == "json":
-                    continue  # one JSON document: sent whole once every page is read
-                text = await self._shape([result.shaped_input], fmt)
-                if text:
-                    yield event(
-                        chunk_body(cid, model, {"content": "\n\n" + text if sent else text})
-                    )
-                    sent = True
-            unread = _unread(results)
-            if unread is not None:
-                raise unread
-            if fmt == "json":
-                text = await self._shape([r.shaped_input for r in results], fmt)
-                yield event(chunk_body(cid, model, {"content": text}))
-            final = chunk_body(cid, model, {}, finish_reason=_finish_reason(results))
-            fallback = [n for n, r in enumerate(results, start=1) if r.page is None]
-            if fallback:
-                final["ocrflux_fallback_pages"] = fallback
-            yield event(final)
-            if request.include_usage:
-                yield event(chunk_body(cid, model, {}, usage=usage))
+            yield self.chunk({"role": "assistant", "content": ""})
+            async with asyncio.timeout(self.settings.document_timeout):
+                async for item in items:
+                    if isinstance(item, PageRead):
+                        if not self.per_page:
+                            yield f": page {item.done}/{item.total} read\n\n".encode()
+                            continue
+                        text = await _shape_pages([item.page.result.shaped_input], self.fmt, keep)
+                        if text:
+                            yield self.chunk({"content": text if not sent else "\n\n" + text})
+                            sent += 1
+                    elif isinstance(item, DocumentRead):
+                        outcome = item.outcome
+                        if not self.per_page:
+                            yield self.chunk({"content": await _shape(outcome, self.fmt, keep)})
+                        final = chunk_body(
+                            self.id, self.request.model, {}, finish_reason=_finish_reason(outcome)
+                        )
+                        fallback = _fallback_numbers(outcome)
+                        if fallback:
+                            final["ocrflux_fallback_pages"] = fallback
+                        yield event(final)
+                        if self.request.include_usage:
+                            yield self.chunk({}, usage=outcome.usage)
+            yield DONE
+        except TimeoutError:
+            seconds = self.settings.document_timeout
+            error = APIError(504, f"the request took longer than {seconds:g} s", code="timeout")
+            yield event(error.body())
             yield DONE
         except APIError as exc:
-            # As vLLM ends a failed stream: the error event, then [DONE].
             yield event(exc.body())
             yield DONE
-        except Exception:
-            logger.exception("page stream failed")
-            internal = APIError(500, "internal error in the gateway", code="internal_error")
-            yield event(internal.body())
-            yield DONE
         finally:
-            for task in tasks:
-                task.cancel()
+            await items.aclose()
 
 
-def _unread(results: list[PageResult]) -> APIError | None:
-    """The error to answer with when no page could be read at all (else None)."""
-    errors = [r.error for r in results]
-    return errors[0] if errors and all(errors) else None
+async def _shape(outcome: DocumentOutcome, fmt: OutputFormat, keep_images: bool) -> str:
+    """The answer's content: per-page objects for `json`, else the (merged) document shaped."""
+    if fmt == "json":
+        return await _shape_pages([p.result.shaped_input for p in outcome.pages], fmt, keep_images)
+    return await _off_loop_if_long(len(outcome.text), partial(shape_document, outcome.text, fmt))
 
 
-def _finish_reason(results: list[PageResult]) -> str:
-    return "length" if any(r.finish_reason == "length" for r in results) else "stop"
+async def _shape_pages(pages: list[PageResponse | str], fmt: OutputFormat, keep: bool) -> str:
+    size = sum(len(p if isinstance(p, str) else p.natural_text or "") for p in pages)
+    return await _off_loop_if_long(
+        size, partial(shape_pages, pages, fmt, keep_image_placeholders=keep)
+    )
+
+
+async def _off_loop_if_long(size: int, shape: Callable[[], str]) -> str:
+    """Run `shape` here when the text is short, in a thread when it is long."""
+    return shape() if size <= SHAPE_ON_LOOP_LIMIT else await asyncio.to_thread(shape)
+
+
+async def _ready(source: PageSource) -> PageSource:
+    return source
+
+
+async def gather_or_close(awaitables: Iterable[Awaitable[T]]) -> list[T]:
+    """`asyncio.gather`, but the first failure cancels the rest (their queued work too) and
+    closes the documents that did open."""
+    tasks = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                opened = await task
+                if hasattr(opened, "aclose"):
+                    await opened.aclose()
+        raise
+
+
+def _fallback_numbers(outcome: DocumentOutcome) -> list[int]:
+    """1-based positions of the pages that fell back (chat counts pages from 1)."""
+    return [n for n, page in enumerate(outcome.pages, start=1) if page.fallback]
+
+
+def _finish_reason(outcome: DocumentOutcome) -> str:
+    cut = any(p.result.finish_reason == "length" for p in outcome.pages)
+    return "length" if cut else "stop"

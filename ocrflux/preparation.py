@@ -69,7 +69,7 @@ class ImagePreparer:
         self._pool = ThreadPoolExecutor(
             settings.image_workers, thread_name_prefix="ocrflux-image", initializer=_background
         )
-        self._fetcher = RemoteFetcher(settings, resolver=resolver, transport=transport)
+        self.fetcher = RemoteFetcher(settings, resolver=resolver, transport=transport)
         # Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that: aligned with our
         # limit it never refuses an image we accept, and still guards every other Image.open.
         Image.MAX_IMAGE_PIXELS = settings.max_image_pixels
@@ -89,20 +89,18 @@ class ImagePreparer:
         What the header tells (size, orientation, format) decides the rest: a request whose
         images cannot fit the context is refused before any pixel work.
         """
-        probe: Probe | None = None
         if url[:8].lower().startswith(("http://", "https://")):
-            data = await self._fetcher.fetch(url)
-            if len(data) <= _LOOP_BYTES:
-                probe = probe_bytes(data, self.options, quick=True)
-            if probe is None:
-                probe = await self._run(probe_bytes, data, self.options)
-        else:
-            if len(url) <= CHECK_ON_LOOP_LIMIT:
-                probe = probe_inline(url, self.options, quick=True)
-            if probe is None:
-                probe = await self._run(probe_inline, url, self.options)
-        assert probe is not None  # only a quick probe declines (then the thread's does not)
-        return probe
+            return await self.probe_data(await self.fetcher.fetch(url))
+        quick = None
+        if len(url) <= CHECK_ON_LOOP_LIMIT:
+            quick = probe_inline(url, self.options, quick=True)
+        # Only a quick probe declines (then the thread's does the work).
+        return quick or _certain(await self._run(probe_inline, url, self.options))
+
+    async def probe_data(self, data: bytes) -> Probe:
+        """Encoded image bytes (already fetched or decoded) read up to the header."""
+        quick = probe_bytes(data, self.options, quick=True) if len(data) <= _LOOP_BYTES else None
+        return quick or _certain(await self._run(probe_bytes, data, self.options))
 
     async def finish(self, probe: Probe, cap: int | None = None) -> PreparedImage:
         """The prepared image, its longest side at most `cap` too (the token budget's cap).
@@ -151,5 +149,10 @@ class ImagePreparer:
         return await self._run(shrink, image, cap, self.options)
 
     async def aclose(self) -> None:
-        await self._fetcher.aclose()
+        await self.fetcher.aclose()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _certain(probe: Probe | None) -> Probe:
+    assert probe is not None  # only a quick probe declines
+    return probe

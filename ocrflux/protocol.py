@@ -20,14 +20,36 @@ class ImageURL(BaseModel):
     detail: Literal["auto", "low", "high"] | None = None
 
 
-class ContentPart(BaseModel):
-    """One `text` or `image_url` part (one model, so error locations stay plain field paths)."""
+class FileData(BaseModel):
+    """OpenAI's `file` part payload; only inline `file_data` (a data: URL) can be read here."""
 
     model_config = ConfigDict(extra="allow")
 
-    type: Literal["text", "image_url"]
+    file_data: str | None = Field(None, min_length=1)
+    file_id: str | None = None
+    filename: str | None = None
+
+    @model_validator(mode="after")
+    def _inline(self) -> FileData:
+        if self.file_data is None:
+            if self.file_id is not None:
+                raise ValueError(
+                    "file_id is not supported (there is no Files API here): send the document "
+                    "inline as file_data, a data: URL such as 'data:application/pdf;base64,...'"
+                )
+            raise ValueError("a file part needs 'file_data' (a data: URL)")
+        return self
+
+
+class ContentPart(BaseModel):
+    """One `text`, `image_url` or `file` part (one model, so error locations stay plain paths)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["text", "image_url", "file"]
     text: str | None = None
     image_url: ImageURL | None = None
+    file: FileData | None = None
 
     @model_validator(mode="after")
     def _has_payload(self) -> ContentPart:
@@ -35,6 +57,8 @@ class ContentPart(BaseModel):
             raise ValueError("a text part needs a 'text' field")
         if self.type == "image_url" and self.image_url is None:
             raise ValueError("an image_url part needs an 'image_url' object with a 'url'")
+        if self.type == "file" and self.file is None:
+            raise ValueError("a file part needs a 'file' object with 'file_data'")
         return self
 
 
@@ -91,6 +115,7 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     output_format: OutputFormat | None = None
+    skip_cross_page_merge: bool = False
 
     @field_validator("response_format")
     @classmethod
@@ -116,6 +141,15 @@ class ChatCompletionRequest(BaseModel):
             if part.image_url is not None
         ]
 
+    def document_parts(self) -> list[tuple[int, int, ContentPart]]:
+        """(message index, part index, part) for every image and file part, in order."""
+        return [
+            (i, j, part)
+            for i, message in enumerate(self.messages)
+            for j, part in enumerate(message.content or ())
+            if part.type in ("image_url", "file")
+        ]
+
     def system_prompt(self) -> str | None:
         texts = [m.text() for m in self.messages if m.role in ("system", "developer")]
         return "\n".join(texts) if texts else None
@@ -123,6 +157,10 @@ class ChatCompletionRequest(BaseModel):
 
 def image_param(message_index: int, part_index: int) -> str:
     return f"messages[{message_index}].content[{part_index}].image_url.url"
+
+
+def file_param(message_index: int, part_index: int) -> str:
+    return f"messages[{message_index}].content[{part_index}].file.file_data"
 
 
 def new_completion_id() -> str:

@@ -94,6 +94,27 @@ class Settings(BaseSettings):
     remote_image_timeout: float = Field(10.0, gt=0, description="Seconds for one image download.")
     remote_image_max_redirects: int = Field(3, ge=0, le=10, description="Redirects followed.")
 
+    # --- documents ---------------------------------------------------------------------
+    max_document_bytes: int = Field(
+        50 * 1024 * 1024, ge=1024, description="Largest document (PDF, TIFF, image) accepted."
+    )
+    max_document_pages: int = Field(
+        1000, ge=1, description="Most pages read from one document (selected pages count)."
+    )
+    render_workers: int = Field(2, ge=1, le=64, description="Processes rendering PDF pages.")
+    pages_in_flight: int = Field(
+        16, ge=1, le=1024, description="Pages of one document rendered or read at once."
+    )
+    document_timeout: float = Field(
+        3600.0, gt=0, description="Deadline for a whole document (/v1/ocr, PDFs in chat)."
+    )
+    max_page_error_rate: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Largest share of fallback pages before a document fails (toolkit: 0.004).",
+    )
+
     # --- OCRFlux -------------------------------------------------------------------------
     prompt_mode: Literal["ocrflux", "passthrough"] = Field(
         "ocrflux", description="`ocrflux`: one trained page prompt per image; else forward as is."

@@ -39,6 +39,7 @@ __all__ = [
     "OutputFormat",
     "infer_output_format",
     "normalize_checkboxes",
+    "shape_document",
     "shape_pages",
     "to_markdown_list",
 ]
@@ -370,6 +371,12 @@ def _page_object(number: int, page: PageResponse | str, keep: bool) -> dict[str,
     fields = page.to_dict()
     fields["natural_text"] = _page_markdown(page, keep)
     return {"page": number, "fallback": False, **fields}
+
+
+def shape_document(markdown: str, fmt: OutputFormat) -> str:
+    """The client-facing content for a document's assembled Markdown (`markdown` or `list`)."""
+    text = normalize_checkboxes(markdown)
+    return to_markdown_list(text) if fmt == "list" else text
 
 
 def shape_pages(

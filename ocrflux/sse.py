@@ -22,6 +22,11 @@ def event(data: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(data) + b"\n\n"
 
 
+def named_event(name: str, data: dict[str, Any]) -> bytes:
+    """`event: <name>` with the data's own `type` field saying the same (for fetch() readers)."""
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps({"type": name, **data}) + b"\n\n"
+
+
 class ModelRewriter:
     """Replace the upstream model name with the client's in complete SSE events.
 

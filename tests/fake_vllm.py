@@ -8,8 +8,10 @@ ways a real server does: drop connections, stall, send garbage, break a stream m
 Control it over HTTP (tests only):
   POST /_control  {"fail": [503, 429], "retry_after": "0", "drop": 1, "garbage": 1,
                    "delay": 0.2, "stream_drop_after": 3, "health_status": 503,
-                   "page_answers": {"768x1024": ["not json", "{...}"]}, "answer": "text",
+                   "page_answers": {"768x1024": ["not json", "{...}"], "#ff0000": ["{...}"]},
                    "page_failures": {"768x1024": [500]}, "page_delays": {"768x1024": 0.5},
+                   "prompt_answers": [{"contains": ["Previous page:"], "answers": ["[]"]}],
+                   "answer": "text",
                    "stream_chunks": 8, "chunk_delay": 0.01}
   GET  /_requests  what it received (image URLs replaced by their decoded size)
   GET  /_events    stream events such as client disconnects
@@ -51,6 +53,9 @@ class Behaviour:
         self.page_failures: dict[str, list[int]] = {}
         # Extra seconds for a request whose first image has this size (pages finish out of order).
         self.page_delays: dict[str, float] = {}
+        # Answers to other prompts (the cross-page merge ones): the first rule whose
+        # `contains` strings all occur in the prompt text answers (`answers` pop in order).
+        self.prompt_answers: list[dict[str, Any]] = []
         self.answer = "Hello from the fake vLLM."
         self.stream_chunks = 8
         self.chunk_delay = 0.0
@@ -66,7 +71,11 @@ class Behaviour:
 
 
 def image_size(url: str) -> dict[str, Any]:
-    """What the fake learns from an image URL: kind, byte size and pixel size."""
+    """What the fake learns from an image URL: kind, byte size, pixel size, corner colour.
+
+    The corner colour (pixel (4, 4) as `#rrggbb`) lets tests tell pages of equal size apart:
+    their generated pages carry a coloured square in the top-left corner.
+    """
     if not url.startswith("data:"):
         return {"kind": "remote", "url": url[:100]}
     from PIL import Image  # only tests that send images pay for Pillow
@@ -81,8 +90,9 @@ def image_size(url: str) -> dict[str, Any]:
             corners = [
                 list(rgb.getpixel(xy)) for xy in ((0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1))
             ]
+            corner = "#{:02x}{:02x}{:02x}".format(*rgb.getpixel((min(4, w - 1), min(4, h - 1))))
         except OSError:  # corrupt pixels behind a valid header: answered like any page
-            corners = None
+            corners, corner = None, None
         return {
             "kind": "data",
             "mime": header[5:].split(";")[0],
@@ -91,6 +101,9 @@ def image_size(url: str) -> dict[str, Any]:
             "height": h,
             "format": image.format,
             "corners": corners,
+            # Pixel (4, 4) as #rrggbb: generated pages carry a coloured corner square, which
+            # tells pages of equal size apart (page_answers may be keyed by it).
+            "corner": corner,
         }
 
 
@@ -293,9 +306,17 @@ class FakeVLLM:
         return await self.respond(writer, 200, orjson.dumps(data))
 
     def answer_for(self, body: dict[str, Any], images: list[dict[str, Any]]) -> str:
-        answers = self.b.page_answers.get(page_key(body, images) or "")
-        if answers:
-            return answers.pop(0) if len(answers) > 1 else answers[0]
+        text = prompt_text(body)
+        key = page_key(body, images)
+        if key is not None:
+            for name in (key, images[0].get("corner")):
+                answers = self.b.page_answers.get(str(name))
+                if answers:
+                    return answers.pop(0) if len(answers) > 1 else answers[0]
+        for rule in self.b.prompt_answers:
+            if all(part in text for part in rule.get("contains", [])):
+                answers = rule["answers"]
+                return answers.pop(0) if len(answers) > 1 else answers[0]
         return self.b.answer
 
     async def stream(

@@ -9,7 +9,8 @@ merge across a page break only inside the same document.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pybase64
 
@@ -18,7 +19,15 @@ from ocrflux.documents.render import DocumentRenderer, OpenDocument
 from ocrflux.documents.sources import DocumentRejected
 from ocrflux.errors import APIError
 from ocrflux.fetch import RemoteFetcher
-from ocrflux.images import ImageRejected, PreparedImage, decode_base64, format_mb, split_inline
+from ocrflux.images import (
+    ImageOptions,
+    ImageRejected,
+    PreparedImage,
+    Probe,
+    decode_base64,
+    format_mb,
+    split_inline,
+)
 from ocrflux.preparation import ImagePreparer
 
 # Magic bytes that make an `image_url` a document rather than one image: PDF, and TIFF (which
@@ -28,11 +37,27 @@ _DOCUMENT_MAGIC = (b"%PDF-", b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 IMAGE_DPI = 72
 
 
+@dataclass
+class ImagePart:
+    """An image read up to its header, and the request field it came from."""
+
+    probe: Probe
+    param: str | None = None
+
+    def size(self, options: ImageOptions) -> tuple[int, int]:
+        """The size it will be sent at."""
+        return self.probe.size_after(options)
+
+
 class SingleImage:
     """An image document: one page, already prepared."""
 
-    def __init__(self, image: PreparedImage) -> None:
+    def __init__(self, image: PreparedImage, param: str | None = None) -> None:
         self.image = image
+        self._param = param
+
+    def param(self, index: int) -> str | None:
+        return self._param
 
     @property
     def num_pages(self) -> int:
@@ -51,9 +76,15 @@ class SingleImage:
 class RenderedDocument:
     """A PDF or TIFF opened by the renderer; pages are rendered when asked for."""
 
-    def __init__(self, renderer: DocumentRenderer, document: OpenDocument) -> None:
+    def __init__(
+        self, renderer: DocumentRenderer, document: OpenDocument, param: str | None = None
+    ) -> None:
         self.renderer = renderer
         self.document = document
+        self._param = param
+
+    def param(self, index: int) -> str | None:
+        return self._param
 
     @property
     def num_pages(self) -> int:
@@ -95,6 +126,10 @@ class Composite:
     def joins(self, index: int) -> bool:
         part, local = self._locate(index)
         return part.joins(local)
+
+    def param(self, index: int) -> str | None:
+        part, local = self._locate(index)
+        return part.param(local)
 
     async def page(self, index: int) -> PageImage:
         part, local = self._locate(index)
@@ -148,26 +183,31 @@ class DocumentLoader:
             document = await self.renderer.open(data)
         except DocumentRejected as exc:
             raise APIError(exc.status, exc.message, param=param, code="invalid_document") from None
-        return RenderedDocument(self.renderer, document)
+        return RenderedDocument(self.renderer, document, param)
 
-    async def chat_image(self, url: str, param: str) -> PageSource:
-        """An `image_url` part: one prepared image, or a document when the URL holds a PDF/TIFF."""
-        if url[:8].lower().startswith(("http://", "https://")) or _looks_like_document(url):
-            data = await self.load(url, param)
-            if data.startswith(_DOCUMENT_MAGIC):
-                return await self.open(data, param)
-            return SingleImage(await self._prepared(self.images.prepare_bytes(data), param))
-        return SingleImage(await self._prepared(self.images.prepare(url), param))
-
-    async def chat_file(self, file_data: str, param: str) -> PageSource:
-        """A `file` part: its `file_data` is a data: URL of a PDF, TIFF or image."""
-        return await self.open(await self.load(file_data, param), param)
-
-    async def _prepared(self, pending: Awaitable[PreparedImage], param: str) -> PreparedImage:
+    async def chat_image(self, url: str, param: str) -> RenderedDocument | ImagePart:
+        """An `image_url` part read up to its header: an image (not decoded yet), or a document
+        when the URL holds a PDF or TIFF."""
         try:
-            return await pending
+            if url[:8].lower().startswith(("http://", "https://")) or _looks_like_document(url):
+                data = await self.load(url, param)
+                if data.startswith(_DOCUMENT_MAGIC):
+                    return await self.open(data, param)
+                return ImagePart(await self.images.probe_data(data), param)
+            return ImagePart(await self.images.probe(url), param)
         except ImageRejected as exc:
             raise APIError(exc.status, exc.message, param=param, code="invalid_image") from exc
+
+    async def finish(self, part: ImagePart, cap: int | None = None) -> SingleImage:
+        """The image decoded and prepared (pixel work in the image pool)."""
+        try:
+            return SingleImage(await self.images.finish(part.probe, cap), part.param)
+        except ImageRejected as exc:
+            raise APIError(exc.status, exc.message, param=part.param, code="invalid_image") from exc
+
+    async def chat_file(self, file_data: str, param: str) -> RenderedDocument:
+        """A `file` part: its `file_data` is a data: URL of a PDF, TIFF or image."""
+        return await self.open(await self.load(file_data, param), param)
 
 
 def _looks_like_document(url: str) -> bool:

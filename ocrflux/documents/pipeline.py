@@ -51,6 +51,10 @@ class PageSource(Protocol):
         """True when page `index` and the next are consecutive pages of one document."""
         ...
 
+    def param(self, index: int) -> str | None:
+        """The request field page `index` came from (for errors that name it)."""
+        ...
+
     async def page(self, index: int) -> PageImage: ...
 
     async def aclose(self) -> None: ...
@@ -200,7 +204,12 @@ class DocumentReader:
             logger.warning("page %d could not be rendered: %s", index, exc)
             error = APIError(400, f"page {index} could not be rendered: {exc}", code="bad_page")
             return PageOutcome(index, PageResult(None, error=error), 0, 0, 0, None)
-        result = await self.engine.read_page(page.image, job)
+        try:
+            result = await self.engine.read_page(page.image, job)
+        except APIError as exc:
+            if exc.code == "invalid_image" and exc.param is None:  # say which image it was
+                exc.param = source.param(index)
+            raise
         elements = None if result.page is None else page_elements(self._markdown(result))
         image = page.image
         return PageOutcome(index, result, image.width, image.height, page.dpi, elements)

@@ -2,7 +2,8 @@
 
 from ocrflux.routes.chat import v1
 from ocrflux.routes.health import health
+from ocrflux.routes.ocr import ocr
 
-ROUTERS = (health, v1)
+ROUTERS = (health, v1, ocr)
 
 __all__ = ["ROUTERS"]

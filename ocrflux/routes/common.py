@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -50,9 +51,11 @@ async def require_api_key(request: Request, settings: SettingsDep) -> None:
         )
 
 
-async def read_json(request: Request, limit: int, max_items: int) -> dict[str, Any]:
-    """The body as a JSON object, read once, refusing more than `limit` bytes or a body whose
-    structure would stall the event loop (see ocrflux.json_body)."""
+async def read_body(
+    request: Request, limit: int, on_chunk: Callable[[bytes], None] | None = None
+) -> bytes:
+    """The whole body, read once, refusing more than `limit` bytes (413); `on_chunk` may
+    refuse it earlier, as it arrives."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise APIError(
@@ -60,15 +63,27 @@ async def read_json(request: Request, limit: int, max_items: int) -> dict[str, A
             f"request body is {int(declared):,} bytes, the limit is {limit:,}",
             code="request_too_large",
         )
-    chunks, size, shape = [], 0, BodyShape()
+    chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
             raise APIError(
                 413, f"request body is over the limit of {limit:,} bytes", code="request_too_large"
             )
+        if on_chunk is not None:
+            on_chunk(chunk)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, limit: int, max_items: int) -> dict[str, Any]:
+    """The body as a JSON object, read once, refusing more than `limit` bytes or a body whose
+    structure would stall the event loop (see ocrflux.json_body)."""
+    shape = BodyShape()
+
+    def check(chunk: bytes) -> None:
         shape.add(chunk)
         if shape.items > max_items:  # refused before the rest is even read
             raise too_complex(shape, max_items)
-        chunks.append(chunk)
-    return parse_object(b"".join(chunks), shape, max_items)
+
+    return parse_object(await read_body(request, limit, check), shape, max_items)

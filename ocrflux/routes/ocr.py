@@ -14,7 +14,7 @@ from starlette.responses import Response
 from ocrflux.documents.protocol import OCRRequest
 from ocrflux.documents.service import OCRService, Upload
 from ocrflux.errors import APIError, from_validation_error
-from ocrflux.routes.common import SettingsDep, parse_json_object, read_body, require_api_key
+from ocrflux.routes.common import SettingsDep, read_body, read_json, require_api_key
 from ocrflux.settings import Settings
 
 ocr = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
@@ -37,14 +37,12 @@ def body_limit(settings: Settings) -> int:
 
 @ocr.post("/ocr")
 async def run_ocr(request: Request, settings: SettingsDep, service: OCRDep) -> Response:
-    body = await read_body(request, body_limit(settings))
-    content_type = request.headers.get("content-type", "")
+    limit = body_limit(settings)
     upload = None
-    if content_type.lower().startswith("multipart/form-data"):
-        fields, upload = await _parse_form(request, body)
+    if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        fields, upload = await _parse_form(request, await read_body(request, limit))
     else:
-        fields = parse_json_object(body)
-    del body  # the upload keeps its own copy of the file; let go of the rest
+        fields = await read_json(request, limit, settings.max_json_items)
     if upload is None and fields.get("document") is None:
         raise APIError(
             400,
