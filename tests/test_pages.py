@@ -11,6 +11,8 @@ import orjson
 import pytest
 
 from ocrflux import pages as pages_module
+from ocrflux.documents.loading import SingleImage
+from ocrflux.documents.pipeline import DocumentReader
 from ocrflux.engines import PageJob, PageResult
 from ocrflux.engines.base import MergeAnswer, TableMergeAnswer
 from ocrflux.images import PreparedImage
@@ -51,12 +53,23 @@ class ScriptedEngine:
         return TableMergeAnswer(None)
 
 
-def chat_request(pages: int = 1, stream: bool = False, **extra: Any) -> ChatCompletionRequest:
-    """A request with `pages` image parts (in messages[0].content[1:])."""
-    parts: list[dict[str, Any]] = [{"type": "text", "text": "Read these."}]
-    parts += [{"type": "image_url", "image_url": {"url": "data:,"}}] * pages
-    body = {"model": "m", "messages": [{"role": "user", "content": parts}], "stream": stream}
-    return ChatCompletionRequest.model_validate({**body, **extra})
+class Loader:
+    """Stands in for DocumentLoader: an image part's URL names the page width ("w:2")."""
+
+    async def chat_image(self, url: str, param: str) -> SingleImage:
+        return SingleImage(image(int(url.removeprefix("w:"))))
+
+
+def page_reader(engine: ScriptedEngine) -> PageReader:
+    reader = DocumentReader(engine, pages_in_flight=4)
+    return PageReader(Settings(), Loader(), reader)  # type: ignore[arg-type]
+
+
+def chat_request(*widths: int, stream: bool = False, **extra: Any) -> ChatCompletionRequest:
+    parts = [{"type": "image_url", "image_url": {"url": f"w:{w}"}} for w in widths]
+    return ChatCompletionRequest.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": parts}], "stream": stream, **extra}
+    )
 
 
 async def body_of(response: Any) -> bytes:
@@ -77,17 +90,17 @@ def events(raw: bytes) -> list[Any]:
 
 async def test_long_page_text_is_shaped_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     threads: list[str] = []
-    original = pages_module.shape_pages
+    original = pages_module.shape_document
 
     def recording(*args: Any, **kwargs: Any) -> str:
         threads.append(threading.current_thread().name)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(pages_module, "shape_pages", recording)
+    monkeypatch.setattr(pages_module, "shape_document", recording)
     short, long = "a short page", "x" * (SHAPE_ON_LOOP_LIMIT + 1)
-    reader = PageReader(Settings(), ScriptedEngine({1: short, 2: long}))
+    reader = page_reader(ScriptedEngine({1: short, 2: long}))
     for width, text in [(1, short), (2, long)]:
-        response = await reader.respond([image(width)], chat_request(), "rid")
+        response = await reader.respond(chat_request(width), "rid")
         assert orjson.loads(await body_of(response))["choices"][0]["message"]["content"] == text
     loop_thread = threading.current_thread().name
     assert threads[0] == loop_thread  # cheap: no thread hop
