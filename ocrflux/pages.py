@@ -110,8 +110,8 @@ class PageReader:
         opened: list[PageSource | ImagePart] = []
         try:
             opened = await gather_or_close(self._open_part(i, j, part) for i, j, part in parts)
-            options = self.loader.images.options
-            sizes = [part.size(options) for part in opened if isinstance(part, ImagePart)]
+            images = [part for part in opened if isinstance(part, ImagePart)]
+            sizes = [part.size(self.loader.images.options) for part in images]
             for width, height in dict.fromkeys(sizes):
                 self.reader.engine.check_page(width, height, job)
             sources = await gather_or_close(
