@@ -105,7 +105,8 @@ class VLLMEngine:
         model says it is rotated. Never raises for a page: after its re-asks it is a fallback
         (raw text, or `error` when no answer came at all); raises `APIError` only when the
         client's request cannot work (a budget the context cannot hold)."""
-        image, max_tokens = await self._budget(image, job)
+        image, budget = await self._budget(image, job)
+        max_tokens: int | None = budget
         result = PageResult(page=None, engine=self.name)
         attempt, rotated = 0, False
         while True:
@@ -113,10 +114,17 @@ class VLLMEngine:
             try:
                 data = await self.upstream.chat(body, job.request_id)
             except APIError as exc:
-                if is_request_error(exc) and job.max_tokens is not None:
-                    raise  # the client's budget: no page of this request can succeed
-                # A refused budget of our own would be refused again; so would a call the
-                # upstream layer has already retried.
+                if is_request_error(exc):
+                    if job.max_tokens is not None:
+                        raise  # the client's budget: no page of this request can succeed
+                    if max_tokens is not None:
+                        # Our estimate of the prompt fell short (a tokenizer denser than
+                        # Qwen's) and this vLLM refuses rather than clamps (0.32 clamps):
+                        # its own default is exactly the room that is left.
+                        logger.warning("vLLM refused the page budget %d; using its own", max_tokens)
+                        max_tokens = None
+                        continue
+                # A call the upstream layer has already retried would only wait again.
                 again = not is_request_error(exc) and exc.status not in _NOT_REASKED
                 if again and attempt < self.settings.page_retries:
                     attempt += 1

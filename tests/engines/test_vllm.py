@@ -187,11 +187,23 @@ async def test_vllm_refusing_the_clients_budget_fails_the_request(
             page(), PageJob("r", max_tokens=5000)
         )
     assert caught.value is refusal
-    # Our own budget refused (no client cap): the page fails at once, as a 502.
-    upstream = ScriptedUpstream(refusal)
+
+
+async def test_a_refused_budget_of_our_own_leaves_the_budget_to_vllm(
+    preparer: ImagePreparer,
+) -> None:
+    refusal = APIError(400, "Input length (8100) exceeds model's maximum context length (8192).")
+    upstream = ScriptedUpstream(refusal, answer(PAGE_JSON))
+    result = await engine(upstream, preparer).read_page(page(), PageJob("r"))
+    assert result.page is not None
+    first, second = upstream.bodies
+    assert "max_tokens" in first and "max_tokens" not in second  # vLLM's default: the room left
+    assert first["temperature"] == second["temperature"] == 0.0  # not a re-ask of the page
+    # Refused again without a budget of ours: the page fails at once, as a 502.
+    upstream = ScriptedUpstream(refusal, refusal)
     result = await engine(upstream, preparer).read_page(page(), PageJob("r"))
     assert result.error is not None and result.error.status == 502
-    assert len(upstream.bodies) == 1
+    assert len(upstream.bodies) == 2
 
 
 def test_request_errors_and_page_errors() -> None:

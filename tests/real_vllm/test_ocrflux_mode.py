@@ -69,8 +69,8 @@ def test_noise_is_retried_then_returned_raw(gateway: openai.OpenAI, proxy: Recor
         assert call.request["model"] == DEFAULT_MODEL_NAME
         assert call.request["max_tokens"] == PAGE_MAX_TOKENS
         parts = call.request["messages"][0]["content"]
-        assert [p["type"] for p in parts] == ["image_url", "text"]
-        assert parts[1]["text"] == build_page_prompt()
+        assert [p["type"] for p in parts] == ["text", "image_url"]  # the toolkit's order
+        assert parts[0]["text"] == build_page_prompt()
 
     # The last attempt's own words are what the client gets, and its usage is every attempt's.
     assert reply.choices[0].message.content == _answers(proxy)[-1].strip()
