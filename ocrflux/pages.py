@@ -83,7 +83,7 @@ class PageReader:
                 answer.events(events), media_type="text/event-stream", headers=SSE_HEADERS
             )
         try:
-            async with asyncio.timeout(self.settings.document_timeout):
+            async with asyncio.timeout(self.settings.total_timeout):
                 async for item in events:
                     if isinstance(item, DocumentRead):
                         return await self._completion(item.outcome, request, fmt)
@@ -177,7 +177,7 @@ class _Stream:
         sent = 0
         try:
             yield self.chunk({"role": "assistant", "content": ""})
-            async with asyncio.timeout(self.settings.document_timeout):
+            async with asyncio.timeout(self.settings.total_timeout):
                 async for item in items:
                     if isinstance(item, PageRead):
                         if not self.per_page:
@@ -202,7 +202,7 @@ class _Stream:
                             yield self.chunk({}, usage=outcome.usage)
             yield DONE
         except TimeoutError:
-            seconds = self.settings.document_timeout
+            seconds = self.settings.total_timeout
             error = APIError(504, f"the request took longer than {seconds:g} s", code="timeout")
             yield event(error.body())
             yield DONE

@@ -106,7 +106,7 @@ class Settings(BaseSettings):
         16, ge=1, le=1024, description="Pages of one document rendered or read at once."
     )
     document_timeout: float = Field(
-        3600.0, gt=0, description="Deadline for a whole document (/v1/ocr, PDFs in chat)."
+        3600.0, gt=0, description="Deadline for a /v1/ocr document (chat keeps TOTAL_TIMEOUT)."
     )
     max_page_error_rate: float = Field(
         1.0,

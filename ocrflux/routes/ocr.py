@@ -11,6 +11,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.responses import Response
 
+from ocrflux.disconnect import unless_disconnected
 from ocrflux.documents.protocol import OCRRequest
 from ocrflux.documents.service import OCRService, Upload
 from ocrflux.errors import APIError, from_validation_error
@@ -57,7 +58,9 @@ async def run_ocr(request: Request, settings: SettingsDep, service: OCRDep) -> R
         raise from_validation_error(exc) from None
     if "text/event-stream" in request.headers.get("accept", ""):
         ocr_request.stream = True
-    return await service.respond(ocr_request, upload, request.state.request_id)
+    work = service.respond(ocr_request, upload, request.state.request_id)
+    del fields, upload
+    return await unless_disconnected(request, work)
 
 
 async def _parse_form(request: Request, body: bytes) -> tuple[dict[str, Any], Upload | None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -275,3 +276,28 @@ def test_file_id_documents_and_missing_documents_are_refused(ocrflux_gateway: Pr
     assert file_doc.status_code == 400 and "file id" in file_doc.json()["error"]["message"]
     missing = ocr(ocrflux_gateway, {"model": "x"})
     assert missing.status_code == 400 and missing.json()["error"]["param"] == "document"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_client_that_leaves_cancels_its_pending_pages(
+    make_gateway: Any, fake: FakeVLLMProcess, stream: bool
+) -> None:
+    gateway = make_gateway(pages_in_flight=2)
+    pages = [Page(600 + 10 * i, 800, (f"Page {i}.",)) for i in range(8)]
+    pdf = make_pdf(pages)
+    answers = {page.key(): [page_json(f"Page {i}.")] for i, page in enumerate(pages)}
+    fake.control(delay=0.6, page_answers=answers)
+    with httpx.Client(timeout=30) as client:
+        if stream:
+            with client.stream("POST", f"{gateway.url}/v1/ocr",
+                               json=document(pdf, stream=True)) as response:  # fmt: skip
+                for line in response.iter_lines():
+                    if line.startswith("data: "):
+                        break  # the first page is in: leave
+        else:
+            with pytest.raises(httpx.ReadTimeout):
+                client.post(f"{gateway.url}/v1/ocr", json=document(pdf), timeout=0.9)
+    seen = len(fake.requests())
+    time.sleep(2.0)  # three more service times: pages would keep coming if nothing stopped them
+    assert len(fake.requests()) == seen
+    assert seen <= 4, f"{seen} page calls for a client that left"
