@@ -14,7 +14,7 @@ import orjson
 import pytest
 from PIL import Image, ImageDraw
 
-from ocrflux.engines.vllm import CHAT_TEMPLATE_TEXT
+from ocrflux.engines.vllm_calls import CHAT_TEMPLATE_TEXT
 from ocrflux.page_format import build_page_prompt
 from ocrflux.tokens import estimate_text_tokens, image_tokens
 from tests.support import FakeVLLMProcess, Process

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
-
-import orjson
 
 from ocrflux.engines.base import MergeAnswer, PageJob, PageResult, TableMergeAnswer
+from ocrflux.engines.vllm_calls import CHAT_TEMPLATE_TEXT, call_body, toolkit_temperature
 from ocrflux.engines.vllm_merge import MergeAsker
 from ocrflux.errors import APIError
 from ocrflux.images import ImageRejected, PreparedImage
@@ -32,19 +30,6 @@ from ocrflux.upstream import Upstream
 
 logger = logging.getLogger("ocrflux.engines.vllm")
 
-# The toolkit's schedule (pipeline.py TEMPERATURE_BY_ATTEMPT): 0.0, 0.1, ... at most 0.8.
-TEMPERATURE_STEP = 0.1
-MAX_TEMPERATURE = 0.8
-# The toolkit samples with vLLM's SamplingParams defaults. vLLM's server instead defaults to the
-# model's generation_config (Qwen2.5-VL's: top_k 1, top_p 0.001, repetition_penalty 1.05), under
-# which a higher temperature changes nothing; so page calls state the toolkit's values.
-TOOLKIT_SAMPLING = {"top_p": 1.0, "top_k": -1, "repetition_penalty": 1.0}
-# What Qwen2-VL's chat template wraps around one user message (its default system prompt,
-# role headers, special tokens): part of every page's prompt, counted high like all text.
-CHAT_TEMPLATE_TEXT = (
-    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
-    "<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n"
-)
 # With no cap from the client, a page whose prompt leaves less than this for the answer (an
 # IMAGE_MAX_SIDE too large for MAX_MODEL_LEN) is shrunk first: a dense page's JSON needs it.
 MIN_ANSWER_TOKENS = 1024
@@ -54,11 +39,6 @@ _CONTEXT_REFUSAL = re.compile(r"context length|max_model_len|max_tokens", re.IGN
 # The upstream layer already retried these (unreachable, timed out, rate limited): asking the
 # same page again at once would only wait again.
 _NOT_REASKED = frozenset({429, 503, 504})
-
-
-def toolkit_temperature(attempt: int) -> float:
-    """The temperature of attempt 0, 1, 2, ... (0.0, 0.1, 0.2, ..., at most 0.8)."""
-    return min(round(TEMPERATURE_STEP * attempt, 3), MAX_TEMPERATURE)
 
 
 def is_request_error(exc: APIError) -> bool:
@@ -170,26 +150,7 @@ class VLLMEngine:
     def _body(
         self, text: str, image_data_url: str, temperature: float, max_tokens: int | None
     ) -> bytes:
-        """One call as the toolkit makes it: a user message with the text first, then the image
-        (the page, or the merge prompts' blank image); the toolkit's sampling. `max_tokens`
-        None leaves vLLM's default: all the room the prompt leaves."""
-        body: dict[str, Any] = {
-            "model": self.settings.ocrflux_model,
-            "messages": [
-                {
-                    "role": "user",
-                    "content": [
-                        {"type": "text", "text": text},
-                        {"type": "image_url", "image_url": {"url": image_data_url}},
-                    ],
-                }
-            ],
-            "temperature": temperature,
-            **TOOLKIT_SAMPLING,
-        }
-        if max_tokens is not None:
-            body["max_tokens"] = max_tokens
-        return orjson.dumps(body)
+        return call_body(self.settings.ocrflux_model, text, image_data_url, temperature, max_tokens)
 
     def check_page(self, width: int, height: int, job: PageJob) -> None:
         """A client max_tokens that leaves no room for a page of this size: a 400 with the

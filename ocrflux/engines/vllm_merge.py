@@ -16,12 +16,12 @@ import logging
 from collections.abc import Callable
 from typing import TypeVar
 
-import orjson
 import pybase64
 from PIL import Image
 
 from ocrflux.documents.merge import parse_merge_pairs, parse_table_merge
 from ocrflux.engines.base import MergeAnswer, PageJob, TableMergeAnswer
+from ocrflux.engines.vllm_calls import CHAT_TEMPLATE_TEXT, call_body, toolkit_temperature
 from ocrflux.errors import APIError
 from ocrflux.page_format import build_element_merge_detect_prompt, build_html_table_merge_prompt
 from ocrflux.protocol import Usage
@@ -32,10 +32,6 @@ from ocrflux.upstream import Upstream
 logger = logging.getLogger("ocrflux.engines.vllm")
 
 T = TypeVar("T")
-TEMPERATURE_STEP = 0.1
-SAMPLING = {"top_p": 1.0, "top_k": -1, "repetition_penalty": 1.0}
-# The chat template around a prompt (system prompt, role markers): a generous allowance.
-TEMPLATE_TOKENS = 32
 # Below this much room for the answer a call is not worth making.
 MIN_ANSWER_TOKENS = 16
 
@@ -83,13 +79,14 @@ class MergeAsker:
             self.settings.max_model_len
             - estimate_text_tokens(prompt)
             - _BLANK_IMAGE_TOKENS
-            - TEMPLATE_TOKENS
+            - estimate_text_tokens(CHAT_TEMPLATE_TEXT)
         )
         if room < MIN_ANSWER_TOKENS:
             logger.info("merge prompt does not fit the context (%d tokens left): no merge", room)
             return None, usage
         for attempt in range(self.settings.page_retries + 1):
-            body = self._body(prompt, TEMPERATURE_STEP * attempt, room)
+            model = self.settings.ocrflux_model
+            body = call_body(model, prompt, BLANK_IMAGE_URL, toolkit_temperature(attempt), room)
             try:
                 data = await self.upstream.chat(body, job.request_id)
             except asyncio.CancelledError:
@@ -105,18 +102,3 @@ class MergeAsker:
                 return parsed, usage
         logger.info("merge answer unreadable after %d attempts: no merge", attempt + 1)
         return None, usage
-
-    def _body(self, prompt: str, temperature: float, max_tokens: int) -> bytes:
-        content = [
-            {"type": "text", "text": prompt},
-            {"type": "image_url", "image_url": {"url": BLANK_IMAGE_URL}},
-        ]
-        return orjson.dumps(
-            {
-                **SAMPLING,
-                "model": self.settings.ocrflux_model,
-                "messages": [{"role": "user", "content": content}],
-                "temperature": round(temperature, 3),
-                "max_tokens": max_tokens,
-            }
-        )

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from ocrflux.engines.base import PageJob
-from ocrflux.engines.vllm import VLLMEngine, is_request_error, page_error, toolkit_temperature
+from ocrflux.engines.vllm import VLLMEngine, is_request_error, page_error
+from ocrflux.engines.vllm_calls import toolkit_temperature
 from ocrflux.errors import APIError
 from ocrflux.images import PreparedImage
 from ocrflux.page_format import build_page_prompt

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import openai
 import pytest
 
-from ocrflux.engines.vllm import TEMPERATURE_STEP
+from ocrflux.engines.vllm_calls import TEMPERATURE_STEP
 from ocrflux.page_format import build_page_prompt
 from ocrflux.pages import FALLBACK_HEADER
 from tests.real_vllm.conftest import sdk
