@@ -8,6 +8,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from ocrflux.app import create_app
+from ocrflux.http_limits import limited_protocol
 from ocrflux.observability import configure_logging
 from ocrflux.settings import Settings
 
@@ -37,6 +38,7 @@ def main() -> None:
         log_config=None,
         access_log=False,
         log_level="debug" if settings.debug else "info",
+        http=limited_protocol(settings),
         timeout_graceful_shutdown=10,
     )
 

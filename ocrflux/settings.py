@@ -34,6 +34,17 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         64 * 1024 * 1024, ge=1024, description="Largest accepted request body (413 beyond)."
     )
+    max_request_header_bytes: int = Field(
+        16 * 1024,
+        ge=1024,
+        description="Largest request head: request line and headers (431 beyond).",
+    )
+    request_header_timeout: float = Field(
+        10.0, gt=0, description="Seconds for a request head to arrive completely (408 beyond)."
+    )
+    request_body_timeout: float = Field(
+        120.0, gt=0, description="Seconds for a request body to arrive after its head (408 beyond)."
+    )
     max_json_items: int = Field(
         100_000,
         ge=100,

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from starlette.requests import ClientDisconnect
 
 from ocrflux.chat import ChatService
 from ocrflux.errors import APIError
@@ -64,15 +65,20 @@ async def read_body(
             code="request_too_large",
         )
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise APIError(
-                413, f"request body is over the limit of {limit:,} bytes", code="request_too_large"
-            )
-        if on_chunk is not None:
-            on_chunk(chunk)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise APIError(
+                    413,
+                    f"request body is over the limit of {limit:,} bytes",
+                    code="request_too_large",
+                )
+            if on_chunk is not None:
+                on_chunk(chunk)
+            chunks.append(chunk)
+    except ClientDisconnect:  # gone mid-body (or cut by REQUEST_BODY_TIMEOUT): no traceback
+        raise APIError(499, "the client left before its request body was complete") from None
     return b"".join(chunks)
 
 
