@@ -84,6 +84,39 @@ def check_address(ip: str, allowlist: Sequence[IPNetwork] = ()) -> IPAddress:
     return address
 
 
+def _unsupported_scheme(scheme: str) -> ImageRejected:
+    return ImageRejected(f"unsupported URL scheme {scheme!r} (only http and https)")
+
+
+class _RedirectGuard(httpx.AsyncBaseTransport):
+    """Refuses a redirect whose Location is not an http(s) URL, before httpx reads it.
+
+    httpx works out where a redirect leads even when not following it, and raised a bare
+    InvalidURL (a 500) on `data:` and `javascript:` Locations; an unparsable one came back
+    as "could not download the image" instead of saying what was wrong.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        location = response.headers.get("location")
+        if response.status_code in _REDIRECTS and location is not None:
+            try:
+                scheme = httpx.URL(location).scheme
+            except httpx.InvalidURL:
+                await response.aclose()
+                raise ImageRejected("image URL redirected to an invalid URL") from None
+            if scheme not in ("", "http", "https"):  # "": relative, to the same server
+                await response.aclose()
+                raise _unsupported_scheme(scheme)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 class RemoteFetcher:
     """Downloads http(s) images: SSRF guard, pinned address, capped size and time."""
 
@@ -102,13 +135,15 @@ class RemoteFetcher:
         self._max_redirects = settings.remote_image_max_redirects
         self._max_bytes = settings.max_image_bytes
         self._resolve = resolver or system_resolver
+        # No reuse: a pooled TLS connection to an IP was verified for another host name.
+        limits = httpx.Limits(max_connections=32, max_keepalive_connections=0)
+        inner = transport or httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
         self._client = httpx.AsyncClient(
-            transport=transport,
+            transport=_RedirectGuard(inner),
             follow_redirects=False,
             trust_env=False,  # an HTTP(S)_PROXY would resolve names itself, past the guard
             timeout=httpx.Timeout(self._timeout),
-            # No reuse: a pooled TLS connection to an IP was verified for another host name.
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=0),
+            limits=limits,
             headers={
                 "User-Agent": "ocrflux-gateway",
                 "Accept": "image/*",
@@ -164,7 +199,7 @@ class RemoteFetcher:
 
     async def _checked_address(self, url: httpx.URL) -> IPAddress:
         if url.scheme not in ("http", "https"):
-            raise ImageRejected(f"unsupported URL scheme {url.scheme!r} (only http and https)")
+            raise _unsupported_scheme(url.scheme)
         host = url.host
         if not host:
             raise ImageRejected("image URL has no host")

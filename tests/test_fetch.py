@@ -220,6 +220,10 @@ async def test_too_many_redirects(fetcher: RemoteFetcher, port: int) -> None:
     ("http://mapped.test/", "address ::ffff:a00:1 is not allowed"),
     ("file:///etc/passwd", "unsupported URL scheme 'file' (only http and https)"),
     ("gopher://img.test/", "unsupported URL scheme 'gopher' (only http and https)"),
+    ("data:image/png;base64,iVBORw0KGgo=", "unsupported URL scheme 'data' (only http and https)"),
+    ("javascript:alert(1)", "unsupported URL scheme 'javascript' (only http and https)"),
+    ("http://[::1", "image URL redirected to an invalid URL"),
+    ("http://[zz]/a.png", "image URL redirected to an invalid URL"),
 ])  # fmt: skip
 async def test_every_redirect_hop_is_checked(
     fetcher: RemoteFetcher, transport: ServerOnly, port: int, target: str, message: str
