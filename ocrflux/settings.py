@@ -153,6 +153,15 @@ class Settings(BaseSettings):
 
     _split = field_validator("api_keys", "remote_image_allowlist", mode="before")(_split_commas)
 
+    @field_validator("api_keys")
+    @classmethod
+    def _check_keys(cls, value: list[str]) -> list[str]:
+        # A header value reaches the app as Latin-1: a non-ASCII key sent as UTF-8 can never
+        # match (and the message must not show the key).
+        if not all(key.isascii() and key.isprintable() for key in value):
+            raise ValueError("keys must be printable ASCII (a client cannot send others)")
+        return value
+
     @field_validator("page_max_tokens", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

@@ -14,11 +14,24 @@ from tests.support import ROOT, Process, free_port, gateway_env, start_fake_vllm
 
 
 def test_health_is_fast_and_reports_the_last_upstream_check(
-    passthrough_gateway: Process,
+    make_gateway: Callable[..., Process],
 ) -> None:
-    body = httpx.get(f"{passthrough_gateway.url}/health").json()
-    assert body["status"] == "ok"
-    assert body["upstream"][0]["reachable"] is True  # checked at start-up
+    fake = start_fake_vllm()
+    try:
+        started = time.time()
+        gateway = make_gateway(upstream_port=fake.port, prompt_mode="passthrough")
+        first = httpx.get(f"{gateway.url}/health").json()
+        assert first["status"] == "ok"
+        (replica,) = first["upstream"]
+        assert replica["url"] == f"http://127.0.0.1:{fake.port}"
+        assert replica["reachable"] is True  # checked at start-up
+        assert started <= replica["checked_at"] <= time.time()
+    finally:
+        fake.stop()
+    # vLLM is gone, and no background check runs here (HEALTH_CHECK_INTERVAL=0): /health
+    # answers at once from the last check, without calling vLLM (it would find it down).
+    again = httpx.get(f"{gateway.url}/health", timeout=2).json()
+    assert again["upstream"] == [replica]
 
 
 def test_ready_follows_the_upstream(make_gateway: Callable[..., Process]) -> None:
@@ -98,6 +111,16 @@ def test_bad_settings_stop_start_up_with_one_line_naming_the_variable() -> None:
         assert len(lines) == 1, result.stderr
         assert lines[0].startswith(f"ocrflux: invalid {name}=")
         assert "Traceback" not in result.stderr
+
+
+def test_non_ascii_api_keys_stop_start_up_with_one_line_that_hides_them() -> None:
+    result = run_server(API_KEYS="k1,clé-secrète")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        "ocrflux: invalid API_KEYS=<hidden>: keys must be printable ASCII (a client cannot send "
+        "others)"
+    ]
 
 
 def test_secrets_are_not_echoed_in_setting_errors() -> None:
