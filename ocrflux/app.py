@@ -96,7 +96,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="OCRFlux API gateway",
         version=__version__,
         lifespan=lifespan,
+        # The schema names every route and field: served only where the docs are (DEBUG).
         docs_url="/docs" if settings.debug else None,
+        openapi_url="/openapi.json" if settings.debug else None,
         redoc_url=None,
     )
     app.state.settings = settings

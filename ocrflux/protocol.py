@@ -117,6 +117,16 @@ class ChatCompletionRequest(BaseModel):
     output_format: OutputFormat | None = None
     skip_cross_page_merge: bool = False
 
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_strings(cls, value: Any) -> Any:
+        # Checked here rather than by the union: its error would name `stop.str` as the field.
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return value
+        raise ValueError("stop must be a string or a list of strings")
+
     @field_validator("response_format")
     @classmethod
     def _known_response_format(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -54,6 +54,8 @@ def error_of(response: httpx.Response) -> dict[str, object]:
         ({**TEXT, "stream_options": {"include_usage": "maybe"}}, "stream_options.include_usage"),
         ({**TEXT, "n": "two"}, "n"),
         ({**TEXT, "output_format": "pdf"}, "output_format"),
+        ({**TEXT, "stop": 5}, "stop"),
+        ({**TEXT, "stop": ["a", 5]}, "stop"),
     ],
 )
 def test_invalid_requests_get_400_naming_the_field(
@@ -173,18 +175,41 @@ def test_api_keys_guard_v1_but_not_health(make_gateway: Callable[..., Process]) 
     wrong = post(gateway, TEXT, headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401
     assert error_of(wrong)["code"] == "invalid_api_key"
+    # Only a whole key: not a key with more after it, a prefix of one, or another case.
+    for near in ["k1-extra", "k1 k1", "k", "K1", "secret-tw", "secret-two2", "k1,secret-two"]:
+        near_miss = post(gateway, TEXT, headers={"Authorization": f"Bearer {near}"})
+        assert near_miss.status_code == 401, near
+    for scheme in ["Basic k1", "k1", "Bearerk1"]:
+        assert post(gateway, TEXT, headers={"Authorization": scheme}).status_code == 401
+    assert post(gateway, TEXT, headers={"Authorization": "bearer k1"}).status_code == 200
+    # The schema (every route and field) is not served to anyone without DEBUG.
+    for headers in [{}, {"Authorization": "Bearer k1"}]:
+        assert httpx.get(f"{gateway.url}/openapi.json", headers=headers).status_code == 404
     assert post(gateway, TEXT, headers={"Authorization": "Bearer secret-two"}).status_code == 200
     sdk = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="k1", max_retries=0)
     assert sdk.models.list().data[0].id == "ChatDOC/OCRFlux-3B"
     assert httpx.get(f"{gateway.url}/health").status_code == 200
 
 
-def test_without_api_keys_any_key_or_none_is_accepted(passthrough_gateway: Process) -> None:
-    assert post(passthrough_gateway, TEXT).status_code == 200
-    assert (
-        post(passthrough_gateway, TEXT, headers={"Authorization": "Bearer whatever"}).status_code
-        == 200
-    )
+def test_without_api_keys_any_key_or_none_is_accepted(
+    passthrough_gateway: Process, fake: FakeVLLMProcess
+) -> None:
+    fake.control(answer="answered")
+    for headers in [{}, {"Authorization": "Bearer whatever"}, {"Authorization": "Basic x"}]:
+        response = post(passthrough_gateway, TEXT, headers=headers)
+        assert response.status_code == 200
+        assert response.json()["choices"][0]["message"]["content"] == "answered"
+    sent = fake.requests()
+    assert len(sent) == 3
+    # The client's key is its own business: vLLM gets the gateway's (none here), never it.
+    assert all("authorization" not in request["headers"] for request in sent)
+
+
+def test_openapi_schema_is_served_with_debug(make_gateway: Callable[..., Process]) -> None:
+    gateway = make_gateway(prompt_mode="passthrough", debug="true")
+    schema = httpx.get(f"{gateway.url}/openapi.json")
+    assert schema.status_code == 200
+    assert "/v1/chat/completions" in schema.json()["paths"]
 
 
 def test_httpx_transport_fallback_keeps_the_same_behaviour(
