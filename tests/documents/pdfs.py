@@ -285,6 +285,28 @@ def text_heavy_pdf(pages: int = 20, size: tuple[float, float] = LETTER) -> bytes
     return make_pdf(out)
 
 
+def scanned_pdf(pages: int = 20, dpi: int = 200) -> bytes:
+    """A scan-like PDF: each page one JPEG image of dense text (Letter at `dpi`), no text layer."""
+    from PIL import ImageDraw, ImageFont  # only scans need drawing
+
+    size = (int(8.5 * dpi), int(11 * dpi))
+    font = ImageFont.load_default(size=dpi // 9)
+    images = []
+    for n in range(pages):
+        image = Image.new("RGB", size, (250, 249, 245))
+        draw = ImageDraw.Draw(image)
+        y = dpi // 2
+        for line in _wrap(" ".join(filler(60, seed=n * 40 + k) for k in range(40)), 80):
+            if y > size[1] - dpi // 2:
+                break
+            draw.text((dpi // 2, y), line, fill=(20, 20, 20), font=font)
+            y += dpi // 6
+        images.append(image)
+    buffer = io.BytesIO()
+    images[0].save(buffer, "PDF", save_all=True, append_images=images[1:], resolution=dpi)
+    return buffer.getvalue()
+
+
 def distinct_sizes(n: int, base: tuple[float, float] = LETTER) -> list[tuple[float, float]]:
     """`n` portrait page sizes whose rendered images (at 1024) all differ in width."""
     # 612 -> 791 px wide; each 2 points more adds ~2.6 px, so widths never collide.
