@@ -33,7 +33,8 @@ import pypdfium2 as pdfium
 from PIL import Image
 
 from ocrflux.documents.png import encode_png
-from ocrflux.documents.render import DocumentRenderer, render_page
+from ocrflux.documents.raster import render_page
+from ocrflux.documents.render import DocumentRenderer
 from ocrflux.images import PreparedImage
 from tests.documents.pdfs import scanned_pdf, text_heavy_pdf
 

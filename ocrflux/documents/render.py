@@ -1,23 +1,18 @@
-"""Documents to page images at the toolkit's size: PDF pages (pdfium), image and TIFF frames.
+"""Documents to page images at the toolkit's size: the async face the app owns.
 
-pdfium is not thread-safe, so all rendering runs in a spawn process pool. A document is
-written once to a temporary file; workers open it by path and keep a few open documents, so a
-page costs a small task message, never the document's bytes. Each page comes back as a PNG
-`PreparedImage` whose longest side is exactly `max_side` (`ocrflux.images.toolkit_size`).
+`DocumentRenderer` checks a document, writes it once to a temporary file and has pages drawn
+by `ocrflux.documents.raster` in a spawn process pool (pdfium is not thread-safe); a page
+crosses the process boundary as a path and an index, never as the document's bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import multiprocessing
 import os
-import re
 import shutil
-import signal
 import tempfile
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -25,32 +20,11 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import pybase64
-import pypdfium2 as pdfium
-import pypdfium2.raw as pdfium_c
-from PIL import Image
-
-from ocrflux.documents.png import encode_png
+from ocrflux.documents.raster import inspect_document, render_page, worker_init
 from ocrflux.documents.sources import DocumentKind, DocumentRejected, sniff_document
-from ocrflux.image_headers import HeaderRefused, strip_metadata
-from ocrflux.images import (
-    MAX_ASPECT_RATIO,
-    ImageRejected,
-    PreparedImage,
-    check_size,
-    decode_upright,
-    open_image,
-    sniff_mime,
-    toolkit_size,
-)
+from ocrflux.images import PreparedImage
 
 T = TypeVar("T")
-
-# PDF's unit: 1 point = 1/72 inch; the toolkit renders at 72 dpi (pdftoppm -r 72).
-POINTS_PER_INCH = 72
-# Open PDFs a worker keeps (LRU); a document's pages usually go to every worker in turn.
-_OPEN_PER_WORKER = 4
-_RENDER_FLAGS = pdfium_c.FPDF_ANNOT | pdfium_c.FPDF_REVERSE_BYTE_ORDER  # annotations; RGB order
 
 
 @dataclass(frozen=True)
@@ -73,170 +47,16 @@ class RenderedPage:
     dpi: int
 
 
-# --- worker side (runs in the pool's processes) -----------------------------------------------
-
-_open_pdfs: OrderedDict[str, pdfium.PdfDocument] = OrderedDict()
-
-
-def _worker_init() -> None:
-    # Ctrl-C reaches the whole process group; the parent shuts the pool down in order.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _looks_empty(path: str) -> bool:
-    """pdfium refuses a PDF whose page tree is empty as a format error; tell that case apart."""
-    with open(path, "rb") as file:
-        data = file.read()
-    return (
-        re.search(rb"/Type\s*/Pages\b", data) is not None
-        and re.search(rb"/Count\s+0\b", data) is not None
-        and re.search(rb"/Type\s*/Page\b(?!s)", data) is None
-    )
-
-
-def _load_pdf(path: str) -> pdfium.PdfDocument:
-    try:
-        pdf = pdfium.PdfDocument(path)
-    except pdfium.PdfiumError as exc:
-        # First: pdfium fails on an empty page tree without setting its error code, so the code
-        # read then is whatever an earlier document in this worker left (seen: "password").
-        if _looks_empty(path):
-            raise DocumentRejected("the PDF has no pages") from None
-        code = getattr(exc, "err_code", None)
-        if code == pdfium_c.FPDF_ERR_PASSWORD:
-            raise DocumentRejected(
-                "the PDF is encrypted and needs a password: send it without password protection"
-            ) from None
-        if code == pdfium_c.FPDF_ERR_SECURITY:
-            raise DocumentRejected("the PDF uses an unsupported encryption scheme") from None
-        raise DocumentRejected("the PDF could not be read: it is damaged or not a PDF") from None
-    if len(pdf) == 0:
-        pdf.close()
-        raise DocumentRejected("the PDF has no pages")
-    with suppress(pdfium.PdfiumError):
-        pdf.init_forms()  # so form fields without appearance streams are drawn too
-    return pdf
-
-
-def _pdf(path: str) -> pdfium.PdfDocument:
-    """The worker's open handle for `path`; closes handles of documents closed since."""
-    for stale in [p for p in _open_pdfs if p != path and not os.path.exists(p)]:
-        _open_pdfs.pop(stale).close()
-    pdf = _open_pdfs.get(path)
-    if pdf is None:
-        pdf = _open_pdfs[path] = _load_pdf(path)
-        while len(_open_pdfs) > _OPEN_PER_WORKER:
-            _open_pdfs.popitem(last=False)[1].close()
-    else:
-        _open_pdfs.move_to_end(path)
-    return pdf
-
-
-def _read_image(path: str, max_pixels: int) -> tuple[Image.Image, str]:
-    with open(path, "rb") as file:
-        data = file.read()
-    mime = sniff_mime(data)
-    try:
-        # As the image path: metadata that only costs goes before Pillow parses the header.
-        cleaned = strip_metadata(data, mime)
-    except HeaderRefused as exc:
-        raise DocumentRejected(str(exc)) from None
-    return open_image(cleaned or data, mime, max_pixels), mime
-
-
-def inspect_document(path: str, kind: DocumentKind, max_pixels: int) -> int:
-    """Worker task: validate the document and count its pages."""
-    try:
-        if kind == "pdf":
-            return len(_pdf(path))
-        image, _ = _read_image(path, max_pixels)
-        frames = getattr(image, "n_frames", 1) if kind == "tiff" else 1
-        for frame in range(1, frames):
-            image.seek(frame)
-            check_size(image, max_pixels)
-        return frames
-    except ImageRejected as exc:
-        raise DocumentRejected(exc.message, exc.status) from None
-
-
-def _render_pdf(path: str, index: int, max_side: int) -> tuple[bytes, int, int, int]:
-    pdf = _pdf(path)
-    try:
-        page = pdf[index]
-    except (pdfium.PdfiumError, IndexError):
-        raise DocumentRejected(f"page {index} of the PDF could not be read") from None
-    try:
-        points = page.get_size()  # after the page's /Rotate
-        if not all(math.isfinite(p) and p > 0 for p in points):
-            raise DocumentRejected(f"page {index} of the PDF has no valid size")
-        if max(points) > MAX_ASPECT_RATIO * min(points):
-            raise DocumentRejected(
-                f"page {index} is {points[0]:.0f}x{points[1]:.0f} points; the model accepts "
-                f"aspect ratios up to {MAX_ASPECT_RATIO}:1"
-            )
-        # The toolkit's 72-dpi render is ceil(points) pixels (pdftoppm); its size rule then
-        # applies. Rendering straight to that size is sharper than rendering and resizing.
-        width, height = toolkit_size(math.ceil(points[0]), math.ceil(points[1]), max_side)
-        bitmap = pdfium.PdfBitmap.new_native(
-            width, height, pdfium_c.FPDFBitmap_BGR, rev_byteorder=True
-        )
-        bitmap.fill_rect((255, 255, 255, 255), 0, 0, width, height)
-        # An explicit size, not page.render(scale): pypdfium2 rounds scaled sides up, which
-        # makes a Letter page 792 px wide where the toolkit's is 791.
-        area = (0, 0, width, height, 0)
-        pdfium_c.FPDF_RenderPageBitmap(bitmap, page, *area, _RENDER_FLAGS)
-        if pdf.formenv:
-            pdfium_c.FPDF_FFLDraw(pdf.formenv, bitmap, page, *area, _RENDER_FLAGS)
-        png = encode_png(memoryview(bitmap.buffer), width, height, bitmap.stride, "RGB")
-    finally:
-        page.close()
-    return png, width, height, round(POINTS_PER_INCH * max(width, height) / max(points))
-
-
-def _render_frame(
-    path: str, index: int, max_side: int, max_pixels: int
-) -> tuple[bytes, int, int, int]:
-    image, mime = _read_image(path, max_pixels)
-    if index:
-        image.seek(index)
-        check_size(image, max_pixels)
-    source_side = max(image.size)  # the same upright or not
-    pixels = decode_upright(image, mime, lambda w, h: toolkit_size(w, h, max_side))
-    if pixels.mode not in ("RGB", "L"):
-        pixels = pixels.convert("RGB")
-    row = pixels.width * len(pixels.mode)
-    png = encode_png(pixels.tobytes(), pixels.width, pixels.height, row, pixels.mode)
-    # An image has no physical size: one source pixel counts as one point, as in a PDF.
-    dpi = round(POINTS_PER_INCH * max(pixels.size) / source_side)
-    return png, pixels.width, pixels.height, dpi
-
-
-def render_page(
-    path: str, kind: DocumentKind, index: int, max_side: int, max_pixels: int
-) -> tuple[str, int, int, int]:
-    """Worker task: one page -> (PNG data URL, width, height, dpi)."""
-    try:
-        if kind == "pdf":
-            png, width, height, dpi = _render_pdf(path, index, max_side)
-        else:
-            png, width, height, dpi = _render_frame(path, index, max_side, max_pixels)
-    except ImageRejected as exc:
-        raise DocumentRejected(exc.message, exc.status) from None
-    # Base64 here, so the event loop's process only wraps the string.
-    url = "data:image/png;base64," + pybase64.b64encode(png).decode("ascii")
-    return url, width, height, dpi
-
-
-# --- the app's side ---------------------------------------------------------------------------
-
-
 def _write(path: str, data: bytes) -> None:
     with open(path, "wb") as file:
         file.write(data)
 
 
 class DocumentRenderer:
-    """Owns the render pool and the documents' temporary files (one per app)."""
+    """Owns the render pool and the documents' temporary files (one per app).
+
+    `page_cpu_seconds` bounds one page (or opening one document): a worker past it is ended.
+    """
 
     def __init__(
         self,
@@ -244,49 +64,41 @@ class DocumentRenderer:
         max_side: int,
         *,
         max_pixels: int = 64_000_000,
+        page_cpu_seconds: float = 20.0,
         tmp_dir: str | None = None,
     ) -> None:
         self.workers = workers
         self.max_side = max_side
         self.max_pixels = max_pixels
+        self.page_cpu_seconds = page_cpu_seconds
         self._dir = tempfile.mkdtemp(prefix="ocrflux-documents-", dir=tmp_dir)
-        self._pool = self._new_pool()
+        self._pool = _new_pool(workers)
+        self._isolation: ProcessPoolExecutor | None = None
+        self._isolation_lock = asyncio.Lock()
         self._documents: set[str] = set()
 
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=self.workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_worker_init,
-        )
-
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        for attempt in range(2):
-            pool = self._pool
+    async def _call(self, failure: str, fn: Callable[..., T], *args: Any) -> T:
+        pool = self._pool
+        try:
+            return await _run(pool, fn, args)
+        except BrokenProcessPool:
+            if self._pool is pool:
+                self._pool = _new_pool(self.workers)
+                pool.shutdown(wait=False, cancel_futures=True)
+        # A worker died (a page over its CPU budget, a PDF that crashes pdfium, the OOM killer)
+        # and every task in flight failed with it. Each is retried alone in a one-worker pool:
+        # the task that ends its worker again is the culprit, and it hurts no other document.
+        async with self._isolation_lock:
+            isolation = self._isolation = self._isolation or _new_pool(1)
             try:
-                future = pool.submit(fn, *args)
+                return await _run(isolation, fn, args)
             except BrokenProcessPool:
-                self._replace(pool)
-                continue
-            try:
-                return await asyncio.wrap_future(future)
-            except asyncio.CancelledError:
-                future.cancel()  # still queued: it never runs
-                raise
-            except BrokenProcessPool:
-                # A worker died (a PDF that crashes pdfium, or the OOM killer): every task in
-                # flight fails with it. Each gets one retry on a new pool; the culprit fails twice.
-                self._replace(pool)
-                if attempt:
-                    break
+                self._isolation = None
+                isolation.shutdown(wait=False, cancel_futures=True)
+        limit = f"{self.page_cpu_seconds:g} s"
         raise DocumentRejected(
-            "the document could not be rendered: the render worker stopped twice"
+            f"{failure}: it needs more than {limit} of CPU or stops the renderer"
         )
-
-    def _replace(self, broken: ProcessPoolExecutor) -> None:
-        if self._pool is broken:
-            self._pool = self._new_pool()
-            broken.shutdown(wait=False, cancel_futures=True)
 
     async def open(self, data: bytes) -> OpenDocument:
         """Check the document (kind, encryption, damage, pages) and keep it for rendering."""
@@ -295,7 +107,14 @@ class DocumentRenderer:
         path = os.path.join(self._dir, doc_id)
         await asyncio.to_thread(_write, path, data)
         try:
-            num_pages = await self._call(inspect_document, path, kind, self.max_pixels)
+            num_pages = await self._call(
+                "the document could not be read",
+                inspect_document,
+                path,
+                kind,
+                self.max_pixels,
+                self.page_cpu_seconds,
+            )
         except BaseException:
             _unlink(path)
             raise
@@ -311,7 +130,14 @@ class DocumentRenderer:
                 f"page {index} is out of range: the document has {doc.num_pages} pages"
             )
         url, width, height, dpi = await self._call(
-            render_page, doc.path, doc.kind, index, self.max_side, self.max_pixels
+            f"page {index} could not be rendered",
+            render_page,
+            doc.path,
+            doc.kind,
+            index,
+            self.max_side,
+            self.max_pixels,
+            self.page_cpu_seconds,
         )
         return RenderedPage(index, PreparedImage(url, width, height, "image/png", True), dpi)
 
@@ -321,10 +147,28 @@ class DocumentRenderer:
         _unlink(doc.path)
 
     async def aclose(self) -> None:
-        """Stop the pool (queued work is cancelled) and remove every temporary file."""
-        pool = self._pool
-        await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+        """Stop the pools (queued work is cancelled) and remove every temporary file."""
+        for pool in (self._pool, self._isolation):
+            if pool is not None:
+                await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
         await asyncio.to_thread(shutil.rmtree, self._dir, ignore_errors=True)
+
+
+def _new_pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=worker_init,
+    )
+
+
+async def _run(pool: ProcessPoolExecutor, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    future = pool.submit(fn, *args)  # BrokenProcessPool here too if the pool already broke
+    try:
+        return await asyncio.wrap_future(future)
+    except asyncio.CancelledError:
+        future.cancel()  # still queued: it never runs
+        raise
 
 
 def _unlink(path: str) -> None:

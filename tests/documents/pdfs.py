@@ -3,7 +3,8 @@
 `make_pdf` writes a real vector PDF by hand (base-14 Helvetica, so no font files are needed and
 pdfium draws real glyphs): paragraphs, `#` headings and HTML tables drawn as grids, any page
 size, `/Rotate`, a corner mark to check orientation. `encrypted_pdf`, `corrupt_pdf` and
-`zero_page_pdf` make the refusals; `multipage_tiff` the TIFF path.
+`zero_page_pdf` make the refusals; `multipage_tiff` the TIFF path; `slow_pdf` is small but
+slow to draw (the render CPU budget); `scanned_pdf` and `text_heavy_pdf` feed the benchmark.
 
 `SCENARIOS` are documents whose content crosses page breaks (a paragraph split after '-', after
 a CJK character, after a plain word; a table over two and over three pages), each with the
@@ -191,6 +192,21 @@ def make_pdf(pages: Sequence[Page], *, compress: bool = True) -> bytes:
         kids.append(b"%d 0 R" % len(objects))
     objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(kids), len(kids))
     return _serialize(objects)
+
+
+def slow_pdf(strokes: int = 20_000) -> bytes:
+    """One Letter page of `strokes` crossing lines: ~130 KB that pdfium needs ~1.4 s to draw."""
+    ops = b"".join(
+        b"%d %d m %d %d l S\n" % (i % 600, (i * 7) % 780, (i * 13) % 600, (i * 3) % 780)
+        for i in range(strokes)
+    )
+    stream = zlib.compress(ops)
+    return _serialize([
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 3 0 R >>",
+    ])  # fmt: skip
 
 
 def zero_page_pdf() -> bytes:

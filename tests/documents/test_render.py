@@ -28,6 +28,7 @@ from tests.documents.pdfs import (
     filler,
     make_pdf,
     multipage_tiff,
+    slow_pdf,
     text_heavy_pdf,
     text_page,
     zero_page_pdf,
@@ -271,6 +272,28 @@ async def test_a_dead_worker_is_replaced_and_the_page_rendered() -> None:
         assert (await one.render(doc, 1)).index == 1
     finally:
         await one.aclose()
+
+
+async def test_a_page_over_its_cpu_budget_fails_alone() -> None:
+    budget = DocumentRenderer(workers=2, max_side=1024, page_cpu_seconds=0.3)
+    try:
+        slow = await budget.open(slow_pdf())  # opening is cheap: only drawing is slow
+        fine = await budget.open(text_heavy_pdf(pages=4))
+        results = await asyncio.gather(
+            budget.render(slow, 0),
+            *(budget.render(fine, i) for i in range(4)),
+            return_exceptions=True,
+        )
+        failed, *rendered = results
+        assert isinstance(failed, DocumentRejected)
+        assert failed.message == (
+            "page 0 could not be rendered: it needs more than 0.3 s of CPU or stops the renderer"
+        )
+        # The pages that shared the killed worker's pool were retried, alone, and came back.
+        assert [p.index for p in rendered if isinstance(p, RenderedPage)] == [0, 1, 2, 3]
+        assert (await budget.render(fine, 3)).index == 3  # and the pool goes on
+    finally:
+        await budget.aclose()
 
 
 async def test_close_and_aclose_remove_the_files() -> None:
