@@ -63,33 +63,36 @@ def _cpu_budget(seconds: float) -> Iterator[None]:
         signal.setitimer(signal.ITIMER_PROF, 0)
 
 
-def _looks_empty(path: str) -> bool:
-    """pdfium refuses a PDF whose page tree is empty as a format error; tell that case apart."""
+def _refusal(path: str, code: object) -> DocumentRejected:
+    """Why pdfium could not load the PDF at `path`, given its last error code.
+
+    pdfium keeps its last error between calls, and a load that fails after parsing (an empty
+    page tree) sets none: the code may be an earlier document's. So each reason is checked
+    against the file too.
+    """
     with open(path, "rb") as file:
         data = file.read()
-    return (
+    encrypted = re.search(rb"/Encrypt\b", data) is not None
+    if encrypted and code == pdfium_c.FPDF_ERR_PASSWORD:
+        return DocumentRejected(
+            "the PDF is encrypted and needs a password: send it without password protection"
+        )
+    if encrypted and code == pdfium_c.FPDF_ERR_SECURITY:
+        return DocumentRejected("the PDF uses an unsupported encryption scheme")
+    if (
         re.search(rb"/Type\s*/Pages\b", data) is not None
         and re.search(rb"/Count\s+0\b", data) is not None
         and re.search(rb"/Type\s*/Page\b(?!s)", data) is None
-    )
+    ):
+        return DocumentRejected("the PDF has no pages")
+    return DocumentRejected("the PDF could not be read: it is damaged or not a PDF")
 
 
 def _load_pdf(path: str) -> pdfium.PdfDocument:
     try:
         pdf = pdfium.PdfDocument(path)
     except pdfium.PdfiumError as exc:
-        # First: pdfium fails on an empty page tree without setting its error code, so the code
-        # read then is whatever an earlier document in this worker left (seen: "password").
-        if _looks_empty(path):
-            raise DocumentRejected("the PDF has no pages") from None
-        code = getattr(exc, "err_code", None)
-        if code == pdfium_c.FPDF_ERR_PASSWORD:
-            raise DocumentRejected(
-                "the PDF is encrypted and needs a password: send it without password protection"
-            ) from None
-        if code == pdfium_c.FPDF_ERR_SECURITY:
-            raise DocumentRejected("the PDF uses an unsupported encryption scheme") from None
-        raise DocumentRejected("the PDF could not be read: it is damaged or not a PDF") from None
+        raise _refusal(path, getattr(exc, "err_code", None)) from None
     if len(pdf) == 0:
         pdf.close()
         raise DocumentRejected("the PDF has no pages")

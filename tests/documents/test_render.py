@@ -156,6 +156,23 @@ async def test_image_headers_get_the_image_paths_limits(renderer: DocumentRender
         await renderer.open(flood)
 
 
+async def test_refusals_do_not_depend_on_what_a_worker_saw_before() -> None:
+    # pdfium keeps its last error: after an encrypted PDF, an empty one reported "password".
+    one = DocumentRenderer(workers=1, max_side=1024)
+    try:
+        for data, message in [
+            (encrypted_pdf(), "the PDF is encrypted"),
+            (zero_page_pdf(), "the PDF has no pages"),
+            (encrypted_pdf(), "the PDF is encrypted"),
+            (corrupt_pdf(), "the PDF could not be read"),
+            (zero_page_pdf(), "the PDF has no pages"),
+        ]:
+            with pytest.raises(DocumentRejected, match=message):
+                await one.open(data)
+    finally:
+        await one.aclose()
+
+
 async def test_a_pdf_that_only_restricts_permissions_opens(renderer: DocumentRenderer) -> None:
     [page] = await render_all(renderer, encrypted_pdf(user_password=""))
     assert (page.image.width, page.image.height) == (791, 1024)
