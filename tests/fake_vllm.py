@@ -15,8 +15,15 @@ Control it over HTTP (tests only):
                    "stream_chunks": 8, "chunk_delay": 0.01}
   GET  /_requests  what it received (image URLs replaced by their decoded size)
   GET  /_events    stream events such as client disconnects
+  GET  /_stats     counters since start (kept by /_reset): chat requests served, health and
+                   model checks, answers in service now and at most
   POST /_reset     forget requests and behaviours
+Load controls: "capacity": N answers in service at once (like a GPU's batch; the rest wait),
+"delay_jitter": 0.5 (service time varies +-50%), "fail_rate": 0.01 (that share of chat requests
+answers 503), "health_delay": 1.0 (seconds before /health answers), "models_body": raw JSON for
+/v1/models.
 Run: python tests/fake_vllm.py --port 8001 [--served-model-name NAME] [--service-time S]
+     [--capacity N]
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import argparse
 import asyncio
 import base64
 import io
+import random
 import time
 import uuid
 from typing import Any
@@ -35,8 +43,14 @@ PAGE_PROMPT_START = "Below is the image of one page of a document"
 
 
 class Behaviour:
-    def __init__(self, service_time: float) -> None:
+    def __init__(self, service_time: float, capacity: int = 0) -> None:
         self.service_time = service_time
+        self.default_capacity = capacity
+        self.served = 0
+        self.health_checks = 0
+        self.models_checks = 0
+        self.in_service = 0
+        self.max_in_service = 0
         self.reset()
 
     def reset(self) -> None:
@@ -62,10 +76,54 @@ class Behaviour:
         self.record = True
         self.requests: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
+        self.capacity = self.default_capacity
+        self.delay_jitter = 0.0
+        self.fail_rate = 0.0
+        self.health_delay = 0.0
+        self.models_body: str | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._slots_for = 0
+
+    def slots(self) -> asyncio.Semaphore | None:
+        """The capacity semaphore (made anew when `capacity` changed); None: unbounded."""
+        if self.capacity <= 0:
+            return None
+        if self._slots is None or self._slots_for != self.capacity:
+            self._slots, self._slots_for = asyncio.Semaphore(self.capacity), self.capacity
+        return self._slots
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "served": self.served,
+            "health_checks": self.health_checks,
+            "models_checks": self.models_checks,
+            "in_service": self.in_service,
+            "max_in_service": self.max_in_service,
+        }
+
+    async def serve(self, extra: float = 0.0) -> None:
+        """Hold one unit of capacity for the service time plus `extra` (waiting for one if all
+        are busy)."""
+        delay = self.delay + extra
+        if delay and self.delay_jitter:
+            delay *= random.uniform(1 - self.delay_jitter, 1 + self.delay_jitter)
+        slots = self.slots()
+        if slots is None:
+            if delay:
+                await asyncio.sleep(delay)
+            return
+        async with slots:
+            self.in_service += 1
+            self.max_in_service = max(self.max_in_service, self.in_service)
+            try:
+                if delay:
+                    await asyncio.sleep(delay)
+            finally:
+                self.in_service -= 1
 
     def update(self, changes: dict[str, Any]) -> None:
         for key, value in changes.items():
-            if not hasattr(self, key) or key in ("requests", "events"):
+            if not hasattr(self, key) or key in ("requests", "events") or key.startswith("_"):
                 raise ValueError(f"unknown control {key}")
             setattr(self, key, value)
 
@@ -153,9 +211,9 @@ def error_body(status: int, message: str, param: str | None = None) -> bytes:
 
 
 class FakeVLLM:
-    def __init__(self, served_model: str, service_time: float) -> None:
+    def __init__(self, served_model: str, service_time: float, capacity: int = 0) -> None:
         self.model = served_model
-        self.b = Behaviour(service_time)
+        self.b = Behaviour(service_time, capacity)
 
     async def handle_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -208,8 +266,17 @@ class FakeVLLM:
     ) -> bool:
         b = self.b
         if path == "/health":
+            b.health_checks += 1
+            if b.health_delay:
+                await asyncio.sleep(b.health_delay)
             return await self.respond(writer, b.health_status, b"")
+        if path == "/_stats":
+            return await self.respond(writer, 200, orjson.dumps(b.stats()))
+        if path == "/v1/models" and b.models_body is not None:
+            b.models_checks += 1
+            return await self.respond(writer, 200, b.models_body.encode())
         if path == "/v1/models":
+            b.models_checks += 1
             models = {
                 "object": "list",
                 "data": [{"id": self.model, "object": "model", "created": 0, "owned_by": "vllm"}],
@@ -243,13 +310,15 @@ class FakeVLLM:
         if b.record:
             b.requests.append(record)
         generation = b.generation
-        delay = b.delay
+        extra = 0.0
         if images:
-            delay += b.page_delays.get(f"{images[0].get('width')}x{images[0].get('height')}", 0)
-        if delay:
-            await asyncio.sleep(delay)
+            extra = b.page_delays.get(f"{images[0].get('width')}x{images[0].get('height')}", 0)
+        await b.serve(extra)
+        b.served += 1
         if generation != b.generation:  # reset while this request slept: a plain answer
             b = Behaviour(0.0)
+        if b.fail_rate and random.random() < b.fail_rate:
+            return await self.respond(writer, 503, error_body(503, "fake random 503"))
         if b.drop:
             b.drop -= 1
             return False  # close the socket without a response
@@ -378,8 +447,10 @@ class FakeVLLM:
         return True
 
 
-async def serve(host: str, port: int, served_model: str, service_time: float) -> None:
-    fake = FakeVLLM(served_model, service_time)
+async def serve(
+    host: str, port: int, served_model: str, service_time: float, capacity: int = 0
+) -> None:
+    fake = FakeVLLM(served_model, service_time, capacity)
     server = await asyncio.start_server(
         fake.handle_connection, host, port, limit=2**26, backlog=1024
     )
@@ -393,8 +464,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--served-model-name", default="ChatDOC/OCRFlux-3B")
     parser.add_argument("--service-time", type=float, default=0.0)
+    parser.add_argument(
+        "--capacity", type=int, default=0, help="answers in service at once (0: unbounded)"
+    )
     args = parser.parse_args()
-    coroutine = serve(args.host, args.port, args.served_model_name, args.service_time)
+    coroutine = serve(
+        args.host, args.port, args.served_model_name, args.service_time, args.capacity
+    )
     try:
         import uvloop
     except ImportError:

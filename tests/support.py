@@ -72,9 +72,15 @@ class FakeVLLMProcess(Process):
     def events(self) -> list[dict[str, Any]]:
         return httpx.get(f"{self.url}/_events", timeout=5).json()
 
+    def stats(self) -> dict[str, int]:
+        return httpx.get(f"{self.url}/_stats", timeout=5).json()
+
 
 def start_fake_vllm(
-    served_model_name: str = "ChatDOC/OCRFlux-3B", service_time: float = 0.0, port: int = 0
+    served_model_name: str = "ChatDOC/OCRFlux-3B",
+    service_time: float = 0.0,
+    port: int = 0,
+    capacity: int = 0,
 ) -> FakeVLLMProcess:
     port = port or free_port()
     proc = subprocess.Popen(
@@ -87,6 +93,8 @@ def start_fake_vllm(
             served_model_name,
             "--service-time",
             str(service_time),
+            "--capacity",
+            str(capacity),
         ],
     )
     fake = FakeVLLMProcess(proc, f"http://127.0.0.1:{port}", port)
