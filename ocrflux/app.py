@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from ocrflux import __version__
 from ocrflux.chat import ChatService
@@ -15,12 +15,13 @@ from ocrflux.documents.loading import DocumentLoader
 from ocrflux.documents.pipeline import DocumentReader
 from ocrflux.documents.render import DocumentRenderer
 from ocrflux.documents.service import OCRService
+from ocrflux.edge import Edge
 from ocrflux.engines.vllm import VLLMEngine
 from ocrflux.errors import install_handlers
-from ocrflux.observability import RequestIdMiddleware
+from ocrflux.metrics import watch_upstream
 from ocrflux.pages import PageReader
 from ocrflux.preparation import ImagePreparer
-from ocrflux.routes import ROUTERS
+from ocrflux.routes import HOT_ROUTES, ROUTERS
 from ocrflux.settings import Settings
 from ocrflux.upstream import LeanTransport, Upstream
 
@@ -37,16 +38,18 @@ async def report_upstream(upstream: Upstream) -> None:
         mismatch = upstream.model_mismatch(replica)
         if mismatch:
             logger.error("model name mismatch: %s", mismatch)
-        elif not replica.reachable:
-            logger.warning("vLLM at %s is not reachable yet (%s)", replica.base_url, replica.error)
+        elif not replica.reachable or not replica.healthy:
+            logger.warning("vLLM at %s is not ready yet (%s)", replica.base_url, replica.last_error)
         else:
             logger.info("vLLM at %s serves %s", replica.base_url, replica.served_models)
 
 
-async def poll_upstream(upstream: Upstream, interval: float) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        await upstream.check()
+class GatewayApp(FastAPI):
+    """FastAPI with the gateway's edge around its whole middleware stack (see `ocrflux.edge`)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        settings: Settings = self.state.settings
+        return Edge(super().build_middleware_stack(), HOT_ROUTES, settings.log_format == "json")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -79,20 +82,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings, upstream, images, PageReader(settings, loader, reader)
         )
         app.state.ocr = OCRService(settings, loader, reader)
+        watch_upstream(upstream)
         await report_upstream(upstream)
-        poller = None
-        if settings.health_check_interval > 0:
-            poller = asyncio.create_task(poll_upstream(upstream, settings.health_check_interval))
+        upstream.health.start()
         try:
             yield
         finally:
-            if poller:
-                poller.cancel()
+            watch_upstream(None)
             await images.aclose()
             await renderer.aclose()
             await upstream.aclose()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="OCRFlux API gateway",
         version=__version__,
         lifespan=lifespan,
@@ -102,8 +103,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    # Set on SIGTERM (ocrflux.api_server): /ready answers 503 from then on.
+    app.state.draining = False
     install_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
-    app.add_middleware(RequestIdMiddleware)
     return app

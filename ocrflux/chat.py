@@ -9,16 +9,17 @@ from typing import Any, TypeVar
 
 import orjson
 from pydantic import ValidationError
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
-from ocrflux.errors import APIError, from_validation_error
+from ocrflux.errors import APIError, from_validation_error, request_timeout
 from ocrflux.images import ImageRejected, PreparedImage, Probe
+from ocrflux.metrics import record_images
 from ocrflux.pages import PageReader
 from ocrflux.preparation import ImagePreparer
 from ocrflux.protocol import ChatCompletionRequest, file_param, image_param, json_response
 from ocrflux.settings import Settings
 from ocrflux.shaping import normalize_checkboxes
-from ocrflux.sse import SSE_HEADERS, ModelRewriter, relay
+from ocrflux.sse import EventStream, ModelRewriter, relay
 from ocrflux.tokens import ContextTooSmall, estimate_text_tokens
 from ocrflux.upstream import Upstream
 
@@ -37,15 +38,20 @@ class ChatService:
         self.images = images
         self.pages = pages
 
-    async def complete(self, raw: dict[str, Any], request_id: str) -> Response:
-        """Validate, prepare and answer one request (`raw` is the client's JSON, owned here)."""
+    async def complete(
+        self, raw: dict[str, Any], request_id: str, deadline: float | None = None
+    ) -> Response:
+        """Validate, prepare and answer one request (`raw` is the client's JSON, owned here).
+
+        `deadline` (event-loop time) is when TOTAL_TIMEOUT runs out: streams end there too.
+        """
         self.check_counts(raw)
         try:
             request = ChatCompletionRequest.model_validate(raw)
         except ValidationError as exc:
             raise from_validation_error(exc) from None
         if self.settings.prompt_mode == "ocrflux" and request.document_parts():
-            return await self.pages.respond(request, request_id)
+            return await self.pages.respond(request, request_id, deadline)
         files = [(i, j) for i, j, part in request.document_parts() if part.type == "file"]
         if files:
             raise APIError(
@@ -61,7 +67,7 @@ class ChatService:
         # Only `body` is needed from here: a request waiting for vLLM then holds its images
         # once (in the body), not also in the parsed JSON the validated model shares.
         del raw, request, images
-        return await self.forward(body, model, stream, request_id)
+        return await self.forward(body, model, stream, request_id, deadline)
 
     def check_counts(self, raw: dict[str, Any]) -> None:
         """Refuse too many messages or content parts before validating them one by one.
@@ -125,9 +131,11 @@ class ChatService:
             return []
         probes = await gather_or_cancel(self._probe(i, j, image.url) for i, j, image in parts)
         cap = self._plan(probes, request)
-        return await gather_or_cancel(
+        prepared = await gather_or_cancel(
             self._finish(i, j, probe, cap) for (i, j, _), probe in zip(parts, probes, strict=True)
         )
+        record_images(len(prepared))
+        return prepared
 
     async def _probe(self, message: int, part: int, url: str) -> Probe:
         try:
@@ -161,13 +169,22 @@ class ChatService:
         except ImageRejected as exc:  # an image that could not be decoded to shrink it
             raise _invalid_image(exc, "messages") from exc
 
-    async def forward(self, body: bytes, model: str, stream: bool, request_id: str) -> Response:
+    async def forward(
+        self, body: bytes, model: str, stream: bool, request_id: str, deadline: float | None = None
+    ) -> Response:
         """Send a body to vLLM; answer with the client's model name (passthrough, text-only)."""
         if stream:
             response = await self.upstream.send(body, request_id)
             rewrite = ModelRewriter(self.settings.ocrflux_model, model)
-            return StreamingResponse(
-                relay(response, rewrite), media_type="text/event-stream", headers=SSE_HEADERS
+            events = relay(
+                response,
+                rewrite,
+                deadline=deadline,
+                late=request_timeout(self.settings.total_timeout),
+                max_event_bytes=self.settings.max_upstream_body_bytes,
+            )
+            return EventStream(
+                events, write_timeout=self.settings.client_write_timeout, on_close=response.aclose
             )
         data = await self.upstream.chat(body, request_id)
         data["model"] = model

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from ocrflux.protocol import json_response
@@ -64,6 +65,11 @@ class APIError(Exception):
         return json_response(self.body(), status=self.status, headers=self.headers)
 
 
+def request_timeout(seconds: float) -> APIError:
+    """The client's whole request ran past TOTAL_TIMEOUT (streams get it as an error event)."""
+    return APIError(504, f"the request took longer than {seconds:g} s", code="timeout")
+
+
 def param_path(loc: Sequence[int | str]) -> str:
     """`("messages", 1, "content", 0)` -> `messages[1].content[0]`."""
     out = ""
@@ -104,12 +110,18 @@ async def _http_error(_: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    # Not logged here: Starlette re-raises it after this answer and the edge logs it once.
     return APIError(500, "internal error in the gateway", code="internal_error").response()
+
+
+async def _client_gone(_: Request, exc: Exception) -> Response:
+    # Nobody is listening; 499 (nginx's "client closed request") is for the access line.
+    return Response(status_code=499)
 
 
 def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(APIError, _api_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

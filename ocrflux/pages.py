@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from functools import partial
 from typing import Any, TypeVar
 
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from ocrflux.documents.loading import Composite, DocumentLoader, ImagePart
 from ocrflux.documents.pipeline import (
@@ -26,7 +26,8 @@ from ocrflux.documents.pipeline import (
     PageSource,
 )
 from ocrflux.engines import PageJob
-from ocrflux.errors import APIError
+from ocrflux.errors import APIError, request_timeout
+from ocrflux.metrics import record_images
 from ocrflux.page_format import PageResponse
 from ocrflux.protocol import (
     ChatCompletionRequest,
@@ -41,7 +42,7 @@ from ocrflux.protocol import (
 )
 from ocrflux.settings import Settings
 from ocrflux.shaping import infer_output_format, shape_document, shape_pages
-from ocrflux.sse import DONE, SSE_HEADERS, event
+from ocrflux.sse import DONE, EventStream, event
 
 logger = logging.getLogger("ocrflux.pages")
 T = TypeVar("T")
@@ -61,8 +62,11 @@ class PageReader:
         self.loader = loader
         self.reader = reader
 
-    async def respond(self, request: ChatCompletionRequest, request_id: str) -> Response:
-        """Read every image and document of the request and answer it.
+    async def respond(
+        self, request: ChatCompletionRequest, request_id: str, deadline: float | None = None
+    ) -> Response:
+        """Read every image and document of the request and answer it; a stream ends at
+        `deadline` (event-loop time: TOTAL_TIMEOUT) with an error event.
 
         Page calls follow the toolkit whatever the client's sampling fields say; only its
         max_tokens (or max_completion_tokens) is honoured, as a cap on each page's answer.
@@ -78,9 +82,11 @@ class PageReader:
         )
         events = self._events(source, job, merge)
         if request.stream:
-            answer = _Stream(request, fmt, self.settings, merged=merge)
-            return StreamingResponse(
-                answer.events(events), media_type="text/event-stream", headers=SSE_HEADERS
+            answer = _Stream(request, fmt, self.settings, merged=merge, deadline=deadline)
+            return EventStream(
+                answer.events(events),
+                write_timeout=self.settings.client_write_timeout,
+                on_close=events.aclose,  # also when the stream never started
             )
         try:
             async with asyncio.timeout(self.settings.total_timeout):
@@ -111,6 +117,7 @@ class PageReader:
         try:
             opened = await gather_or_close(self._open_part(i, j, part) for i, j, part in parts)
             images = [part for part in opened if isinstance(part, ImagePart)]
+            record_images(len(images))
             sizes = [part.size(self.loader.images.options) for part in images]
             for width, height in dict.fromkeys(sizes):
                 self.reader.engine.check_page(width, height, job)
@@ -159,11 +166,20 @@ class _Stream:
     """A chat completion streamed: a chunk per page as it is read, or the merged document."""
 
     def __init__(
-        self, request: ChatCompletionRequest, fmt: OutputFormat, settings: Settings, merged: bool
+        self,
+        request: ChatCompletionRequest,
+        fmt: OutputFormat,
+        settings: Settings,
+        merged: bool,
+        deadline: float | None = None,
     ) -> None:
         self.request = request
         self.fmt = fmt
         self.settings = settings
+        # TOTAL_TIMEOUT from the request's start (`deadline`, event-loop time), else from now.
+        if deadline is None:
+            deadline = asyncio.get_running_loop().time() + settings.total_timeout
+        self.deadline, self.limit = deadline, settings.total_timeout
         # With a cross-page merge the text is final only at the end: pages then show as SSE
         # comments (progress that clients ignore), and the merged document is sent whole.
         self.per_page = not merged and fmt != "json"
@@ -177,34 +193,39 @@ class _Stream:
         sent = 0
         try:
             yield self.chunk({"role": "assistant", "content": ""})
-            async with asyncio.timeout(self.settings.total_timeout):
-                async for item in items:
-                    if isinstance(item, PageRead):
-                        if not self.per_page:
-                            yield f": page {item.done}/{item.total} read\n\n".encode()
-                            continue
-                        text = await _shape_pages([item.page.result.shaped_input], self.fmt, keep)
-                        if text:
-                            yield self.chunk({"content": text if not sent else "\n\n" + text})
-                            sent += 1
-                    elif isinstance(item, DocumentRead):
-                        outcome = item.outcome
-                        if not self.per_page:
-                            yield self.chunk({"content": await _shape(outcome, self.fmt, keep)})
-                        final = chunk_body(
-                            self.id, self.request.model, {}, finish_reason=_finish_reason(outcome)
-                        )
-                        fallback = _fallback_numbers(outcome)
-                        if fallback:
-                            final["ocrflux_fallback_pages"] = fallback
-                        yield event(final)
-                        if self.request.include_usage:
-                            yield self.chunk({}, usage=outcome.usage)
+            while True:
+                # Only the wait for the pipeline is timed, never a yield: a timeout that
+                # fired while the client was being written to would cancel the wrong await.
+                try:
+                    async with asyncio.timeout_at(self.deadline):
+                        item = await anext(items)
+                except StopAsyncIteration:
+                    break
+                if isinstance(item, PageRead):
+                    if not self.per_page:
+                        yield f": page {item.done}/{item.total} read\n\n".encode()
+                        continue
+                    text = await _shape_pages([item.page.result.shaped_input], self.fmt, keep)
+                    if text:
+                        yield self.chunk({"content": text if not sent else "\n\n" + text})
+                        sent += 1
+                elif isinstance(item, DocumentRead):
+                    outcome = item.outcome
+                    if not self.per_page:
+                        yield self.chunk({"content": await _shape(outcome, self.fmt, keep)})
+                    final = chunk_body(
+                        self.id, self.request.model, {}, finish_reason=_finish_reason(outcome)
+                    )
+                    fallback = _fallback_numbers(outcome)
+                    if fallback:
+                        final["ocrflux_fallback_pages"] = fallback
+                    yield event(final)
+                    if self.request.include_usage:
+                        yield self.chunk({}, usage=outcome.usage)
             yield DONE
         except TimeoutError:
-            seconds = self.settings.total_timeout
-            error = APIError(504, f"the request took longer than {seconds:g} s", code="timeout")
-            yield event(error.body())
+            logger.warning("stream cut at the request's deadline (%g s)", self.limit)
+            yield event(request_timeout(self.limit).body())
             yield DONE
         except APIError as exc:
             yield event(exc.body())

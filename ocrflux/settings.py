@@ -78,6 +78,44 @@ class Settings(BaseSettings):
     health_check_interval: float = Field(
         15.0, ge=0, description="Seconds between background upstream checks (0: off)."
     )
+    vllm_urls: CommaList = Field(
+        default_factory=list,
+        description="Comma-separated replica base URLs, each with its port; "
+        "when set, VLLM_URL/VLLM_PORT are not used.",
+    )
+    eject_after_failures: int = Field(
+        3, ge=1, le=100, description="Consecutive failures that take a replica out of rotation."
+    )
+    max_concurrent_requests: int = Field(
+        64, ge=1, description="Upstream calls in flight, all replicas together."
+    )
+    max_queue: int = Field(
+        1024, ge=0, description="Upstream calls waiting for a slot (429 beyond)."
+    )
+    queue_timeout: float = Field(
+        60.0, gt=0, description="Seconds a call may wait for a slot (503 beyond)."
+    )
+    max_upstream_body_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024, description="Largest upstream response body (502 beyond)."
+    )
+    client_write_timeout: float = Field(
+        60.0, gt=0, description="Seconds a stream waits for a client that stopped reading."
+    )
+    ready_cache_seconds: float = Field(
+        1.0, ge=0, description="Seconds /ready reuses its upstream check (callers share one)."
+    )
+    hide_upstream_urls: bool = Field(
+        False, description="Show replicas as `replica-N` instead of URLs in /health and /ready."
+    )
+    shutdown_grace: float = Field(
+        30.0, ge=0, description="Seconds in-flight requests may finish after SIGTERM."
+    )
+    metrics_api_key: str = Field(
+        "", description="When set, GET /metrics needs `Authorization: Bearer <key>`."
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="`text`: readable lines; `json`: one JSON object per line."
+    )
 
     # --- images --------------------------------------------------------------------------
     image_max_side: int = Field(1024, ge=0, description="Longest image side sent (0: no resize).")
@@ -151,7 +189,9 @@ class Settings(BaseSettings):
         False, description="Normalise checkbox glyphs in passthrough answers too."
     )
 
-    _split = field_validator("api_keys", "remote_image_allowlist", mode="before")(_split_commas)
+    _split = field_validator("api_keys", "remote_image_allowlist", "vllm_urls", mode="before")(
+        _split_commas
+    )
 
     @field_validator("api_keys")
     @classmethod
@@ -178,6 +218,23 @@ class Settings(BaseSettings):
             raise ValueError("must be scheme://host only; put the port in VLLM_PORT")
         return value
 
+    @field_validator("vllm_urls")
+    @classmethod
+    def _check_urls(cls, value: list[str]) -> list[str]:
+        checked = []
+        for item in value:
+            url = item.rstrip("/")
+            scheme, _, rest = url.partition("://")
+            host, _, port = rest.rpartition(":")
+            if scheme not in ("http", "https") or not host or any(c in rest for c in "/@?#"):
+                raise ValueError(f"{item!r} must be http(s)://host:port")
+            if not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"{item!r} needs a port: http(s)://host:port")
+            if url in checked:
+                raise ValueError(f"{item!r} is listed twice")
+            checked.append(url)
+        return checked
+
     @field_validator("remote_image_allowlist")
     @classmethod
     def _check_cidrs(cls, value: list[str]) -> list[str]:
@@ -187,5 +244,5 @@ class Settings(BaseSettings):
 
     @cached_property
     def upstream_urls(self) -> list[str]:
-        """Base URLs of the vLLM replicas (one today; the upstream layer takes many)."""
-        return [f"{self.vllm_url}:{self.vllm_port}"]
+        """Base URLs of the vLLM replicas: VLLM_URLS, else VLLM_URL:VLLM_PORT."""
+        return list(self.vllm_urls) or [f"{self.vllm_url}:{self.vllm_port}"]

@@ -37,7 +37,9 @@ def test_health_is_fast_and_reports_the_last_upstream_check(
 def test_ready_follows_the_upstream(make_gateway: Callable[..., Process]) -> None:
     fake = start_fake_vllm()
     try:
-        gateway = make_gateway(upstream_port=fake.port, prompt_mode="passthrough")
+        gateway = make_gateway(
+            upstream_port=fake.port, prompt_mode="passthrough", ready_cache_seconds=0
+        )
         ready = httpx.get(f"{gateway.url}/ready")
         assert ready.status_code == 200
         assert ready.json()["status"] == "ready"

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import base64
 import io
+import socket
+import time
 from collections.abc import Callable
 
 import httpx
+import orjson
 from PIL import Image
 
 from tests.support import FakeVLLMProcess, Process, gateway_env, start_gateway
@@ -74,3 +77,63 @@ def test_total_timeout_gives_504(
     )
     assert response.status_code == 504
     assert response.json()["error"]["code"] == "timeout"
+
+
+def test_an_invalid_request_id_is_replaced_in_the_response_and_upstream(
+    passthrough_gateway: Process, fake: FakeVLLMProcess
+) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+    for bad in ("two words", "bracket]", "x" * 200):
+        response = httpx.post(
+            f"{passthrough_gateway.url}/v1/chat/completions",
+            json=body,
+            headers={"X-Request-ID": bad},
+            timeout=30,
+        )
+        assert response.status_code == 200
+        fresh = response.headers["x-request-id"]
+        assert fresh != bad and len(fresh) == 32
+        assert fake.requests()[-1]["headers"]["x-request-id"] == fresh
+
+
+def test_a_client_leaving_mid_body_is_one_info_line(fake: FakeVLLMProcess) -> None:
+    gateway = start_gateway(gateway_env(fake.port, prompt_mode="passthrough", capture_stderr="1"))
+    try:
+        with socket.create_connection(("127.0.0.1", gateway.port)) as sock:
+            sock.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n"
+                b"content-type: application/json\r\ncontent-length: 100000\r\n"
+                b"x-request-id: leaver-1\r\n\r\n" + b'{"model": "m", "mess'
+            )
+            time.sleep(0.3)  # the gateway is now waiting for the rest of the body
+        time.sleep(0.5)
+    finally:
+        gateway.stop()
+    assert gateway.proc.stderr is not None
+    log = gateway.proc.stderr.read().decode()
+    lines = [line for line in log.splitlines() if "leaver-1" in line]
+    assert len(lines) == 1, log
+    assert " INFO " in lines[0] and " 499 " in lines[0] and "client disconnected" in lines[0]
+    assert "Traceback" not in log and " ERROR " not in log
+
+
+def test_json_logs_have_one_object_per_request_with_its_fields(fake: FakeVLLMProcess) -> None:
+    env = gateway_env(fake.port, prompt_mode="passthrough", log_format="json", capture_stderr="1")
+    gateway = start_gateway(env)
+    try:
+        response = httpx.post(
+            f"{gateway.url}/v1/chat/completions",
+            json={"model": "m", "messages": [{"role": "user", "content": "x"}]},
+            headers={"X-Request-ID": "json-7"},
+            timeout=30,
+        )
+        assert response.status_code == 200
+    finally:
+        gateway.stop()
+    assert gateway.proc.stderr is not None
+    records = [orjson.loads(line) for line in gateway.proc.stderr.read().splitlines() if line]
+    (access,) = [r for r in records if r["request_id"] == "json-7"]
+    assert access["logger"] == "ocrflux.access" and access["level"] == "INFO"
+    assert access["status"] == 200 and access["route"] == "/v1/chat/completions"
+    assert access["replicas"] == [f"127.0.0.1:{fake.port}"] and access["retries"] == 0
+    assert access["pages"] == 0 and access["latency_ms"] > 0 and access["bytes_in"] > 0

@@ -26,6 +26,8 @@ from ocrflux.documents.sources import DocumentRejected
 from ocrflux.engines import PageEngine, PageJob, PageResult
 from ocrflux.errors import APIError
 from ocrflux.images import ImageRejected, PreparedImage
+from ocrflux.metrics import record_pages
+from ocrflux.observability import add_pages
 from ocrflux.page_format import render_page
 from ocrflux.protocol import Usage
 
@@ -156,6 +158,8 @@ class DocumentReader:
                 outcome.elements = [outcome.result.raw_text.strip()]
             pages.append(outcome)
             usage.add(outcome.result.usage.model_dump())
+            record_pages(outcome.result.engine, 1, fallback=int(outcome.fallback))
+            add_pages(1)
             yield PageRead(outcome, len(pages), len(selection))
         self._check_failures(pages)
         pairs = _consecutive_readable(pages, source) if merge else []

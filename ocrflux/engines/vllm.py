@@ -92,7 +92,7 @@ class VLLMEngine:
         while True:
             body = self._body(self.prompt, image.data_url, toolkit_temperature(attempt), max_tokens)
             try:
-                data = await self.upstream.chat(body, job.request_id)
+                data = await self.upstream.chat(body, job.request_id, flow=job.flow_key)
             except APIError as exc:
                 if is_request_error(exc):
                     if job.max_tokens is not None:

@@ -1,9 +1,11 @@
-"""Thin HTTP routes, one module per resource; `ROUTERS` is what the app includes."""
+"""Thin HTTP routes, one module per resource; `ROUTERS` is what the app includes, `HOT_ROUTES`
+what the edge serves directly."""
 
-from ocrflux.routes.chat import v1
+from ocrflux.routes.chat import HOT_ROUTES, v1
 from ocrflux.routes.health import health
+from ocrflux.routes.metrics import metrics
 from ocrflux.routes.ocr import ocr
 
-ROUTERS = (health, v1, ocr)
+ROUTERS = (health, metrics, v1, ocr)
 
-__all__ = ["ROUTERS"]
+__all__ = ["HOT_ROUTES", "ROUTERS"]

@@ -9,29 +9,39 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from ocrflux.disconnect import unless_disconnected
-from ocrflux.errors import APIError
+from ocrflux.errors import request_timeout
 from ocrflux.protocol import json_response
-from ocrflux.routes.common import ChatDep, SettingsDep, read_json, require_api_key
+from ocrflux.routes.common import SettingsDep, read_json, require_api_key
 
-v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
+v1 = APIRouter(prefix="/v1")
 
 
-@v1.post("/chat/completions")
-async def chat_completions(request: Request, settings: SettingsDep, chat: ChatDep) -> Response:
+async def chat_completions(request: Request) -> Response:
+    """POST /v1/chat/completions. The edge serves it directly (it is the hot path): no
+    dependency injection, so it reads what it needs from the app's state itself."""
+    state = request.app.state
+    settings = state.settings
+    await require_api_key(request, settings)
+    deadline = asyncio.get_running_loop().time() + settings.total_timeout
     try:
-        async with asyncio.timeout(settings.total_timeout):
+        async with asyncio.timeout_at(deadline):
             # The body goes straight to the service, which owns it (and lets go of it early).
             body = await read_json(request, settings.max_request_bytes, settings.max_json_items)
-            work = chat.complete(body, request.state.request_id)
+            work = state.chat.complete(body, request.state.request_id, deadline)
             del body
             return await unless_disconnected(request, work)
     except TimeoutError:
-        raise APIError(
-            504, f"the request took longer than {settings.total_timeout:g} s", code="timeout"
-        ) from None
+        raise request_timeout(settings.total_timeout) from None
 
 
-@v1.get("/models")
+# Registered with FastAPI too, for the OpenAPI schema and any path the edge does not match.
+v1.add_api_route("/chat/completions", chat_completions, methods=["POST"])
+
+# What the edge serves without FastAPI's routing: (method, path) -> handler.
+HOT_ROUTES = {("POST", "/v1/chat/completions"): chat_completions}
+
+
+@v1.get("/models", dependencies=[Depends(require_api_key)])
 async def list_models(settings: SettingsDep) -> Response:
     model = {
         "id": settings.ocrflux_model,

@@ -1,99 +1,49 @@
-"""The pooled client to vLLM: replicas, retries with backoff, error mapping, health."""
+"""`Upstream`: chat completions to the vLLM replicas, admitted, balanced, retried, counted.
+
+One call: wait for an admission slot (fair share between flows), pick the least-loaded healthy
+replica, send; on a retryable failure try a different healthy replica (with backoff when none is
+left). Non-streaming calls on the lean transport go out as raw bytes (no httpx objects: the hot
+path); streams and the `httpx` transport go through the pooled `httpx.AsyncClient`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import itertools
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
 
+from ocrflux import metrics
 from ocrflux.errors import APIError
+from ocrflux.observability import current_request
 from ocrflux.settings import Settings
+from ocrflux.upstream import errors
+from ocrflux.upstream.admission import Admission, QueueFull, Rejected
+from ocrflux.upstream.attempt import (
+    NEUTRAL_KINDS,
+    AttemptFailed,
+    TrackedStream,
+    raw_header,
+    read_capped,
+    request_tail,
+    safe_header,
+    status_failure,
+    transport_failure,
+)
+from ocrflux.upstream.health import HealthChecker
+from ocrflux.upstream.replicas import Replica, ReplicaSet
+from ocrflux.upstream.shapes import check_completion
+from ocrflux.upstream.transport import LeanTransport, Timeouts
 
 logger = logging.getLogger("ocrflux.upstream")
 
-RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
-# Failures before the upstream produced a response: the request had no effect, so a retry is safe.
-RETRYABLE_ERRORS = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.RemoteProtocolError,
-    httpx.ReadError,
-)
-# A Retry-After longer than this is not worth waiting for inside one client request.
-MAX_RETRY_AFTER = 30.0
-HEALTH_TIMEOUT = 3.0
-
-
-@dataclass
-class Replica:
-    """One vLLM server and what we last learned about it."""
-
-    base_url: str
-    reachable: bool | None = None
-    served_models: list[str] = field(default_factory=list)
-    checked_at: float | None = None
-    error: str | None = None
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Parse `Retry-After` (seconds or an HTTP date)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-# Upstream statuses the client may see as they are; any other 5xx (vLLM's 500 above all)
-# reaches the client as 502: a 500 would read as the gateway's own crash.
-_RELAYED_5XX = frozenset({502, 503, 504})
-
-
-def upstream_error(status: int, content: bytes) -> APIError:
-    """vLLM's error body (either of its shapes) as our error, keeping message and param."""
-    try:
-        data = orjson.loads(content)
-    except orjson.JSONDecodeError:
-        data = None
-    detail = data.get("error", data) if isinstance(data, dict) else None
-    if status >= 500 and status not in _RELAYED_5XX:
-        message = detail.get("message") if isinstance(detail, dict) else None
-        if not isinstance(message, str):
-            message = content[:200].decode("utf-8", "replace").strip() or "no body"
-        return APIError(
-            502, f"the model server failed (HTTP {status}): {message}", code="upstream_error"
-        )
-    if isinstance(detail, dict) and isinstance(detail.get("message"), str):
-        param = detail.get("param")
-        code = detail.get("code")
-        return APIError(
-            status,
-            detail["message"],
-            param=param if isinstance(param, str) else None,
-            code=str(code) if code is not None else None,
-            type=detail.get("type") if isinstance(detail.get("type"), str) else None,
-        )
-    text = content[:200].decode("utf-8", "replace").strip() or "no body"
-    return APIError(status, f"upstream returned HTTP {status}: {text}", code="upstream_error")
-
-
-def upstream_timeout() -> APIError:
-    return APIError(504, "the model server timed out", code="upstream_timeout")
+CHAT_PATH = "/v1/chat/completions"
+_T = TypeVar("_T")
 
 
 class Upstream:
@@ -105,145 +55,254 @@ class Upstream:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        health_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.settings = settings
-        self.replicas = [Replica(url) for url in settings.upstream_urls]
-        self._next = itertools.cycle(self.replicas)
+        self.replicas = ReplicaSet(settings.upstream_urls, settings.eject_after_failures)
+        self.admission = Admission(
+            settings.max_concurrent_requests, settings.max_queue, settings.queue_timeout
+        )
         self._sleep = sleep
         headers = {"content-type": "application/json"}
         if settings.vllm_api_key:
             headers["authorization"] = f"Bearer {settings.vllm_api_key}"
+        self.timeouts = Timeouts(
+            connect=settings.connect_timeout,
+            read=settings.read_timeout,
+            write=settings.read_timeout,
+            pool=settings.connect_timeout,
+        )
         self.client = httpx.AsyncClient(
             transport=transport,
             headers=headers,
-            timeout=httpx.Timeout(
-                connect=settings.connect_timeout,
-                read=settings.read_timeout,
-                write=settings.read_timeout,
-                pool=settings.connect_timeout,
-            ),
+            timeout=httpx.Timeout(**self.timeouts._asdict()),
             limits=httpx.Limits(
                 max_connections=settings.pool_max_connections,
                 max_keepalive_connections=settings.pool_max_keepalive,
             ),
         )
+        self.lean = transport if isinstance(transport, LeanTransport) else None
+        # The fixed part of every non-streaming request head, per replica (the hot path).
+        self._heads = {
+            r.base_url: (
+                f"POST {CHAT_PATH} HTTP/1.1\r\nhost: {r.authority}\r\n"
+                + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+                + "accept: application/json\r\n"
+            ).encode("latin-1")
+            for r in self.replicas
+        }
+        self.health = HealthChecker(
+            self.replicas,
+            settings.ocrflux_model,
+            settings.health_check_interval,
+            headers={"authorization": headers["authorization"]} if settings.vllm_api_key else None,
+            transport=health_transport,
+            cache_seconds=settings.ready_cache_seconds,
+        )
 
     async def aclose(self) -> None:
+        await self.health.aclose()
         await self.client.aclose()
+
+    # --- the metrics scrape's view (ocrflux.metrics.UpstreamView) -----------------------------
+    def replica_views(self) -> list[Replica]:
+        return self.replicas.replicas
+
+    def admission_state(self) -> tuple[int, int, int]:
+        a = self.admission
+        return a.in_use, a.limit, a.queued
+
+    # --- calls --------------------------------------------------------------------------------
+    async def chat(
+        self, body: bytes, request_id: str, *, flow: str | None = None
+    ) -> dict[str, Any]:
+        """A non-streaming chat completion, parsed and checked for OpenAI's shape.
+
+        `flow` is the fairness key (one client request or one document; default: the request).
+        """
+        flow = flow or request_id
+        await self._admit(flow)
+        started = time.monotonic()
+        try:
+            content, _ = await self._call(
+                lambda replica: self._attempt(replica, body, request_id), stream=False
+            )
+        finally:
+            self.admission.release(flow, time.monotonic() - started)
+        try:
+            data = orjson.loads(content)
+        except orjson.JSONDecodeError as exc:
+            raise errors.bad_response("the model server returned a body that is not JSON") from exc
+        return check_completion(data)
+
+    async def send(
+        self, body: bytes, request_id: str, *, flow: str | None = None
+    ) -> httpx.Response:
+        """POST a streaming chat completion; the open 2xx response, or `APIError`.
+
+        Closing the response frees its slot. Once returned, its body may be streamed to the
+        client, so it is never retried.
+        """
+        flow = flow or request_id
+        await self._admit(flow)
+        started = time.monotonic()
+        handed_over = False
+        try:
+            response, replica = await self._call(
+                lambda replica: self._attempt_stream(replica, body, request_id), stream=True
+            )
+            response.stream = TrackedStream(
+                response.stream, self.replicas, replica, lambda: self._stream_closed(flow, started)
+            )
+            handed_over = True
+            return response
+        finally:
+            if not handed_over:
+                self.admission.release(flow, time.monotonic() - started)
+
+    def _stream_closed(self, flow: str, started: float) -> None:
+        self.admission.release(flow, time.monotonic() - started)
+
+    async def _admit(self, flow: str) -> None:
+        try:
+            waited = await self.admission.acquire(flow)
+        except Rejected as exc:
+            full = isinstance(exc, QueueFull)
+            metrics.record_rejected("queue_full" if full else "queue_timeout")
+            make = errors.queue_full if full else errors.queue_timeout
+            raise make(str(exc), exc.retry_after) from None
+        if waited:
+            metrics.record_queue_wait(waited)
+
+    async def _call(
+        self, attempt_on: Callable[[Replica], Awaitable[_T]], *, stream: bool
+    ) -> tuple[_T, Replica]:
+        """Attempts on replicas until one succeeds; its result and replica, or `APIError`."""
+        attempts = self.settings.max_retries + 1
+        tried: list[Replica] = []
+        last: AttemptFailed | None = None
+        log = current_request()
+        for attempt in range(attempts):
+            replica = self.replicas.pick(tried)
+            if replica is not None and last is not None and replica in tried:
+                # Nowhere new to go: give the replica (or the one it said) time first.
+                await self._sleep(self._backoff(attempt - 1, last.retry_after))
+                replica = self.replicas.pick(tried)
+            if replica is None:
+                raise self._nothing_healthy()
+            tried.append(replica)
+            if log is not None:
+                log.used(replica.authority, attempt > 0)
+            metrics.record_upstream_attempt(replica.base_url, attempt > 0)
+            self.replicas.started(replica)
+            began = time.perf_counter()
+            try:
+                result = await attempt_on(replica)
+            except AttemptFailed as failed:
+                self._account(replica, failed.kind, began)
+                if not failed.retryable or attempt == attempts - 1:
+                    raise failed.error from failed.__cause__
+                logger.warning(
+                    "upstream %s failed (%s), attempt %d/%d",
+                    replica.base_url,
+                    failed.kind,
+                    attempt + 1,
+                    attempts,
+                )
+                last = failed
+                continue
+            except BaseException:
+                self.replicas.finished_neutral(replica)  # cancelled: says nothing of the replica
+                raise
+            if not stream:  # a stream's outcome is known when it ends (`TrackedStream`)
+                self.replicas.succeeded(replica)
+            metrics.record_upstream_result(replica.base_url, time.perf_counter() - began)
+            return result, replica
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _account(self, replica: Replica, kind: str, began: float) -> None:
+        metrics.record_upstream_result(replica.base_url, time.perf_counter() - began, kind)
+        if kind in NEUTRAL_KINDS:
+            self.replicas.finished_neutral(replica)  # the replica is fine
+            if kind == "status_4xx":
+                replica.failures = 0
+        else:
+            self.replicas.failed(replica, kind)
+
+    def _nothing_healthy(self) -> APIError:
+        reasons = "; ".join(
+            f"{r.authority}: {r.last_error or r.state.value}" for r in self.replicas
+        )
+        wait = self.settings.health_check_interval or 2.0
+        return errors.no_healthy_replica(reasons, max(1, round(min(wait, 2.0))))
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         ceiling = min(self.settings.retry_backoff_max, self.settings.retry_backoff * 2**attempt)
         delay = ceiling * random.uniform(0.5, 1.0)
         return max(delay, retry_after or 0.0)
 
-    async def send(self, body: bytes, request_id: str) -> httpx.Response:
-        """POST a chat completion; return the open (streaming) 2xx response or raise `APIError`.
-
-        Retries connection failures and 429/502/503/504 up to `max_retries` times; once a
-        response is returned its body may be streamed to the client, so it is never retried.
-        """
-        headers = {"x-request-id": request_id}
-        attempts = self.settings.max_retries + 1
-        for attempt in range(attempts):
-            replica = next(self._next)
-            last = attempt == attempts - 1
-            request = self.client.build_request(
-                "POST", f"{replica.base_url}/v1/chat/completions", content=body, headers=headers
-            )
-            try:
-                response = await self.client.send(request, stream=True)
-            except RETRYABLE_ERRORS as exc:
-                replica.reachable, replica.error = False, type(exc).__name__
-                logger.warning(
-                    "upstream %s failed (%s), attempt %d/%d",
-                    replica.base_url,
-                    type(exc).__name__,
-                    attempt + 1,
-                    attempts,
-                )
-                if last:
-                    raise APIError(
-                        503,
-                        f"the model server is unreachable ({type(exc).__name__})",
-                        code="upstream_unavailable",
-                    ) from exc
-                await self._sleep(self._backoff(attempt, None))
-                continue
-            except httpx.TimeoutException as exc:
-                raise upstream_timeout() from exc
-
-            if response.status_code < 400:
-                return response
-            content = await response.aread()
-            await response.aclose()
-            retry_after = retry_after_seconds(response.headers.get("retry-after"))
-            retryable = response.status_code in RETRYABLE_STATUS and (
-                retry_after is None or retry_after <= MAX_RETRY_AFTER
-            )
-            if retryable and not last:
-                logger.warning(
-                    "upstream %s answered %d, attempt %d/%d",
-                    replica.base_url,
-                    response.status_code,
-                    attempt + 1,
-                    attempts,
-                )
-                await self._sleep(self._backoff(attempt, retry_after))
-                continue
-            raise upstream_error(response.status_code, content)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def chat(self, body: bytes, request_id: str) -> dict[str, Any]:
-        """A non-streaming chat completion, parsed."""
-        response = await self.send(body, request_id)
+    async def _attempt(self, replica: Replica, body: bytes, request_id: str) -> bytes:
+        """One non-streaming attempt: the 2xx body, or `AttemptFailed`."""
+        limit = self.settings.max_upstream_body_bytes
         try:
-            content = await response.aread()
-        except httpx.TimeoutException as exc:
-            raise upstream_timeout() from exc
-        except httpx.TransportError as exc:
-            raise APIError(
-                502, "the model server dropped the connection", code="upstream_error"
-            ) from exc
+            if self.lean is not None and replica.scheme == "http":
+                head = self._heads[replica.base_url] + request_tail(len(body), request_id)
+                status, raw_headers, content = await self.lean.roundtrip(
+                    replica.host, replica.port, head, body, self.timeouts, limit
+                )
+                if 200 <= status <= 299:
+                    return content
+                retry_after = raw_header(raw_headers, b"retry-after")
+            else:
+                response = await self.client.send(
+                    self._request(replica, body, request_id), stream=True
+                )
+                try:
+                    content = await read_capped(response, limit)
+                finally:
+                    await response.aclose()
+                status = response.status_code
+                if 200 <= status <= 299:
+                    return content
+                retry_after = response.headers.get("retry-after")
+        except httpx.HTTPError as exc:
+            raise transport_failure(exc, self.timeouts, limit) from exc
+        raise status_failure(status, content, retry_after)
+
+    async def _attempt_stream(
+        self, replica: Replica, body: bytes, request_id: str
+    ) -> httpx.Response:
+        """One streaming attempt: the open 2xx response, or `AttemptFailed`."""
+        limit = self.settings.max_upstream_body_bytes
+        try:
+            response = await self.client.send(self._request(replica, body, request_id), stream=True)
+        except httpx.HTTPError as exc:
+            raise transport_failure(exc, self.timeouts, limit) from exc
+        status = response.status_code
+        if 200 <= status <= 299:
+            return response
+        try:
+            content = await read_capped(response, limit)
+        except httpx.HTTPError as exc:
+            raise transport_failure(exc, self.timeouts, limit) from exc
         finally:
             await response.aclose()
-        try:
-            data = orjson.loads(content)
-        except orjson.JSONDecodeError as exc:
-            raise APIError(
-                502,
-                "the model server returned a body that is not JSON",
-                code="upstream_bad_response",
-            ) from exc
-        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-            raise APIError(
-                502, "the model server returned an unexpected body", code="upstream_bad_response"
-            )
-        return data
+        raise status_failure(status, content, response.headers.get("retry-after"))
 
+    def _request(self, replica: Replica, body: bytes, request_id: str) -> httpx.Request:
+        headers = {"x-request-id": request_id} if safe_header(request_id) else None
+        return self.client.build_request(
+            "POST", f"{replica.base_url}{CHAT_PATH}", content=body, headers=headers
+        )
+
+    # --- health -------------------------------------------------------------------------------
     async def check(self) -> list[Replica]:
-        """Refresh every replica's reachability and served model names."""
-        await asyncio.gather(*(self._check_one(r) for r in self.replicas))
-        return self.replicas
-
-    async def _check_one(self, replica: Replica) -> None:
-        try:
-            health = await self.client.get(f"{replica.base_url}/health", timeout=HEALTH_TIMEOUT)
-            models = await self.client.get(f"{replica.base_url}/v1/models", timeout=HEALTH_TIMEOUT)
-            replica.reachable = health.status_code == 200
-            replica.error = None if replica.reachable else f"/health answered {health.status_code}"
-            ids = [m.get("id") for m in orjson.loads(models.content).get("data", [])]
-            replica.served_models = [i for i in ids if isinstance(i, str)]
-        except (httpx.HTTPError, orjson.JSONDecodeError, AttributeError) as exc:
-            replica.reachable, replica.error = False, type(exc).__name__
-        replica.checked_at = time.time()
+        """Check every replica now (concurrent callers share one check)."""
+        await self.health.check_all()
+        return self.replicas.replicas
 
     def model_mismatch(self, replica: Replica) -> str | None:
         """A one-line explanation when the replica does not serve OCRFLUX_MODEL."""
-        wanted = self.settings.ocrflux_model
-        if not replica.reachable or not replica.served_models or wanted in replica.served_models:
+        if not replica.reachable:
             return None
-        return (
-            f"OCRFLUX_MODEL={wanted!r} but vLLM at {replica.base_url} serves "
-            f"{replica.served_models}; set OCRFLUX_MODEL to that name or start vLLM with "
-            f"--served-model-name {wanted}"
-        )
+        return self.health.mismatch(replica.base_url, replica.served_models)

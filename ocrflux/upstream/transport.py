@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import httptools
 import httpx
@@ -180,15 +180,39 @@ class _Body(httpx.AsyncByteStream):
             self._pool.release(self._conn)
 
 
+class BodyTooLarge(httpx.TransportError):
+    """The response body is over the caller's limit (the connection was closed)."""
+
+
+class Timeouts(NamedTuple):
+    connect: float | None
+    read: float | None
+    write: float | None
+    pool: float | None
+
+
 class LeanTransport(httpx.AsyncBaseTransport):
-    """Pooled HTTP/1.1 keep-alive connections to plain-HTTP origins."""
+    """Pooled HTTP/1.1 keep-alive connections to plain-HTTP origins.
+
+    Two ways in: httpx's (`handle_async_request`, used for streams and by any httpx client)
+    and `roundtrip`, a whole request and response as bytes without any httpx object, which is
+    what non-streaming calls on the hot path use.
+    """
 
     def __init__(self, max_connections: int = 256, max_keepalive: int = 64) -> None:
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
+        self.max_connections = max_connections
         self._slots = asyncio.BoundedSemaphore(max_connections)
         self._max_keepalive = max_keepalive
         self._fallback: httpx.AsyncHTTPTransport | None = None
         self._closed = False
+        # Requests sent again because a reused idle connection turned out to be dead.
+        self.stale_retries = 0
+
+    @property
+    def free_slots(self) -> int:
+        """Connections that could still be opened (the pool is whole when this is the max)."""
+        return self._slots._value
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
@@ -202,34 +226,84 @@ class LeanTransport(httpx.AsyncBaseTransport):
         lines = [f"{request.method} {target} HTTP/1.1".encode()]
         lines += [name + b": " + value for name, value in request.headers.raw]
         head = b"\r\n".join(lines) + b"\r\n\r\n"
-        key = (url.host, url.port or 80)
+        conn = await self._open(
+            (url.host, url.port or 80),
+            head,
+            body,
+            Timeouts(
+                timeouts.get("connect"),
+                timeouts.get("read"),
+                timeouts.get("write"),
+                timeouts.get("pool"),
+            ),
+        )
+        stream = _Body(self, conn, timeouts.get("read"))
+        return httpx.Response(
+            conn.parser.get_status_code(),
+            headers=conn.headers,
+            stream=stream,
+            extensions={"http_version": b"HTTP/1.1"},
+        )
+
+    async def roundtrip(
+        self, host: str, port: int, head: bytes, body: bytes, timeouts: Timeouts, limit: int
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """Send `head` (complete, ending in a blank line) and `body`; read the whole answer.
+
+        Raises httpx's exception types, and `BodyTooLarge` past `limit` bytes of body.
+        """
+        conn = await self._open((host, port), head, body, timeouts)
+        try:
+            parts: list[bytes] = []
+            size = 0
+            while True:
+                if conn.chunks:
+                    data = conn.take()
+                    size += len(data)
+                    if size > limit:
+                        raise BodyTooLarge(f"response body over {limit} bytes")
+                    parts.append(data)
+                    continue
+                if conn.complete:
+                    break
+                if conn.error is not None:
+                    raise conn.error
+                await conn.wait(timeouts.read)
+        except BaseException:
+            self._discard(conn)
+            raise
+        status, headers = conn.parser.get_status_code(), conn.headers
+        self.release(conn)
+        return status, headers, parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def _open(
+        self, key: tuple[str, int], head: bytes, body: bytes, timeouts: Timeouts
+    ) -> _Connection:
+        """A connection on which `head` and `body` went out and the response head arrived."""
         for _ in range(2):  # a second try only when a reused idle connection turned out dead
             conn = await self._acquire(key, timeouts)
             try:
-                await conn.send(head, body, timeouts.get("write"))
+                await conn.send(head, body, timeouts.write)
                 while not conn.headers_done:
                     if conn.error is not None:
                         raise conn.error
-                    await conn.wait(timeouts.get("read"))
+                    await conn.wait(timeouts.read)
             except httpx.TransportError as exc:
+                # Only a connection that was reused and on which nothing at all arrived: once
+                # the upstream started answering, it has the request and must not get it twice.
                 reused = conn.reused and not conn.received_any
                 self._discard(conn)
                 if reused and not isinstance(exc, httpx.TimeoutException):
+                    self.stale_retries += 1
                     continue
                 raise
             except BaseException:
                 self._discard(conn)
                 raise
-            stream = _Body(self, conn, timeouts.get("read"))
-            return httpx.Response(
-                conn.parser.get_status_code(),
-                headers=conn.headers,
-                stream=stream,
-                extensions={"http_version": b"HTTP/1.1"},
-            )
+            return conn
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _acquire(self, key: tuple[str, int], timeouts: dict[str, Any]) -> _Connection:
+    async def _acquire(self, key: tuple[str, int], timeouts: Timeouts) -> _Connection:
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
@@ -238,13 +312,13 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 return conn
             self._discard(conn)  # the server closed it while idle
         try:
-            async with asyncio.timeout(timeouts.get("pool")):
+            async with asyncio.timeout(timeouts.pool):
                 await self._slots.acquire()
         except TimeoutError:
             raise httpx.PoolTimeout("no free upstream connection in time") from None
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(timeouts.get("connect")):
+            async with asyncio.timeout(timeouts.connect):
                 _, conn = await loop.create_connection(_Connection, key[0], key[1])
         except TimeoutError:
             self._slots.release()

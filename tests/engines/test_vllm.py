@@ -37,9 +37,13 @@ class ScriptedUpstream:
     def __init__(self, *script: dict[str, Any] | APIError) -> None:
         self.script = list(script)
         self.bodies: list[dict[str, Any]] = []
+        self.flows: list[str | None] = []
 
-    async def chat(self, body: bytes, request_id: str) -> dict[str, Any]:
+    async def chat(
+        self, body: bytes, request_id: str, *, flow: str | None = None
+    ) -> dict[str, Any]:
         self.bodies.append(orjson.loads(body))
+        self.flows.append(flow)
         step = self.script.pop(0)
         if isinstance(step, APIError):
             raise step
@@ -154,6 +158,17 @@ async def test_failed_calls_are_asked_again_then_the_page_is_a_fallback_with_its
     upstream = ScriptedUpstream(failure, answer(PAGE_JSON))
     result = await engine(upstream, preparer).read_page(page(), PageJob("r"))
     assert result.page is not None and result.error is None
+
+
+async def test_every_call_of_a_page_is_admitted_under_its_jobs_flow(
+    preparer: ImagePreparer,
+) -> None:
+    upstream = ScriptedUpstream(answer("not json"), answer(PAGE_JSON))
+    await engine(upstream, preparer).read_page(page(), PageJob("r", flow="document-7"))
+    assert upstream.flows == ["document-7", "document-7"]
+    upstream = ScriptedUpstream(answer(PAGE_JSON))
+    await engine(upstream, preparer).read_page(page(), PageJob("r"))
+    assert upstream.flows == ["r"]  # by default, the request is the flow
 
 
 async def test_an_earlier_answer_stays_the_pages_text_when_a_later_call_fails(

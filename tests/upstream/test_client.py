@@ -9,7 +9,8 @@ import respx
 
 from ocrflux.errors import APIError
 from ocrflux.settings import Settings
-from ocrflux.upstream.client import Upstream, retry_after_seconds, upstream_error
+from ocrflux.upstream.client import Upstream
+from ocrflux.upstream.errors import retry_after_seconds, upstream_error
 
 URL = "http://vllm.test:30024/v1/chat/completions"
 OK = {
