@@ -83,6 +83,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.ocr = OCRService(settings, loader, reader)
         watch_upstream(upstream)
+        if settings.max_concurrent_requests > settings.pool_max_connections:
+            logger.warning(
+                "MAX_CONCURRENT_REQUESTS=%d is above POOL_MAX_CONNECTIONS=%d: calls beyond the "
+                "pool wait for a connection and may fail with a pool timeout",
+                settings.max_concurrent_requests,
+                settings.pool_max_connections,
+            )
         await report_upstream(upstream)
         upstream.health.start()
         try:

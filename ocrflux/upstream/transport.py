@@ -211,8 +211,17 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
     @property
     def free_slots(self) -> int:
-        """Connections that could still be opened (the pool is whole when this is the max)."""
+        """Connections that could still be opened."""
         return self._slots._value
+
+    @property
+    def idle_connections(self) -> int:
+        return sum(len(idle) for idle in self._idle.values())
+
+    @property
+    def busy_connections(self) -> int:
+        """Connections neither idle nor free: in use by a request, or leaked if none runs."""
+        return self.max_connections - self.free_slots - self.idle_connections
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
