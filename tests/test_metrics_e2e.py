@@ -10,6 +10,7 @@ import httpx
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from ocrflux.settings import Settings
 from tests.support import FakeVLLMProcess, Process
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -64,11 +65,12 @@ def test_series_move_as_requests_go_through(
     assert moved("ocrflux_request_duration_seconds_count", route=CHAT) == 6
     assert moved("ocrflux_request_bytes_total", route=CHAT) > 3 * len(str(text))
     assert moved("ocrflux_response_bytes_total", route=CHAT) > 0
-    # 4 text calls + 1 retry; 3 pages x (1 + PAGE_RETRIES=2) re-asks
-    assert moved("ocrflux_upstream_attempts_total", replica=replica) == 5 + 9
+    # 4 text calls + 1 retry; 3 pages x (1 + PAGE_RETRIES re-asks)
+    page_calls = 3 * (1 + Settings().page_retries)
+    assert moved("ocrflux_upstream_attempts_total", replica=replica) == 5 + page_calls
     assert moved("ocrflux_upstream_retries_total", replica=replica) == 1
     assert moved("ocrflux_upstream_errors_total", replica=replica, kind="status_503") == 1
-    assert moved("ocrflux_upstream_duration_seconds_count", replica=replica) == 5 + 9
+    assert moved("ocrflux_upstream_duration_seconds_count", replica=replica) == 5 + page_calls
     assert moved("ocrflux_images_total") == 3
     assert moved("ocrflux_pages_total", engine="vllm") == 3
     assert moved("ocrflux_fallback_pages_total", engine="vllm") == 3

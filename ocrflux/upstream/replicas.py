@@ -2,7 +2,8 @@
 
 A replica is `healthy` (takes traffic), `ejected` (takes none) or `half_open` (takes one trial
 call at a time). Passive ejection: `eject_after` consecutive failures (connection errors,
-timeouts, 5xx). An active check that fails ejects at once. A successful check of an ejected
+timeouts, 5xx), unless it is the last healthy replica. An active check that fails ejects at
+once. A successful check of an ejected
 replica makes it half-open; its next call decides: success readmits it, failure ejects it again.
 """
 
@@ -130,8 +131,18 @@ class ReplicaSet:
         if replica.state is State.HALF_OPEN:
             replica.trial = False
             self._eject(replica, f"its trial call failed ({reason})")
-        elif replica.state is State.HEALTHY and replica.failures >= self.eject_after:
+        elif (
+            replica.state is State.HEALTHY
+            and replica.failures >= self.eject_after
+            and self._others_healthy(replica)
+        ):
             self._eject(replica, f"{replica.failures} consecutive failures, the last: {reason}")
+
+    def _others_healthy(self, replica: Replica) -> bool:
+        """Passive ejection never takes out the last healthy replica: with nowhere else to
+        send a call, failing every call fast (one poison request's 500s would do it) is worse
+        than trying. Only an active check that fails can mark the last one down."""
+        return any(r.state is State.HEALTHY for r in self.replicas if r is not replica)
 
     def finished_neutral(self, replica: Replica) -> None:
         """A call that says nothing about the replica's health (e.g. cancelled by our client)."""

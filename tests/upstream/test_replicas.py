@@ -69,8 +69,8 @@ def test_ejected_replicas_take_no_calls() -> None:
 
 
 def test_failures_must_be_consecutive_to_eject() -> None:
-    replicas = ReplicaSet(URLS[:1], eject_after=3)
-    (a,) = replicas.replicas
+    replicas = ReplicaSet(URLS[:2], eject_after=3)
+    a, _ = replicas.replicas
     for outcome in ["fail", "fail", "ok", "fail", "fail"]:
         replicas.started(a)
         if outcome == "ok":
@@ -82,6 +82,20 @@ def test_failures_must_be_consecutive_to_eject() -> None:
     replicas.failed(a, "status_503")
     assert a.state is State.EJECTED
     assert a.last_error == "status_503"
+
+
+def test_the_last_healthy_replica_is_never_ejected_by_failed_calls() -> None:
+    replicas = ReplicaSet(URLS[:2], eject_after=2)
+    a, b = replicas.replicas
+    for replica in (a, a, b, b, b, b, b):
+        replicas.started(replica)
+        replicas.failed(replica, "status_500")
+    assert a.state is State.EJECTED
+    assert b.state is State.HEALTHY and b.failures == 5  # still counted, still tried
+    assert replicas.pick() is b
+    # An active check that fails is different: the replica really is down.
+    replicas.checked(b, ready=False, reachable=False, error="/health: ConnectError")
+    assert b.state is State.EJECTED and replicas.pick() is None
 
 
 def test_half_open_takes_one_trial_then_readmits_on_success() -> None:
