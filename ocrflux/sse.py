@@ -75,7 +75,8 @@ async def relay(
     """Pass vLLM's SSE through event by event; close the upstream request when we stop.
 
     Each read from vLLM must come before `deadline` (event-loop time), else the stream ends with
-    `late` as an error event; an event over `max_event_bytes` ends it with a 502. If the client
+    `late` as an error event; an event over `max_event_bytes` ends it with a 502. As vLLM ends
+    a failed stream, an error event is followed by `[DONE]`. If the client
     goes away, Starlette cancels this generator and `finally` closes the upstream response,
     which makes vLLM abort the generation.
     """
@@ -96,17 +97,20 @@ async def relay(
             elif len(pending) > max_event_bytes:
                 logger.warning("upstream stream event over %d bytes: cut", max_event_bytes)
                 yield event(too_large(max_event_bytes).body())
+                yield DONE
                 return
         if pending:
             yield rewrite(pending)
     except TimeoutError:
         logger.warning("stream cut at the request's deadline (TOTAL_TIMEOUT)")
         yield event((late or APIError(504, "the request took too long", code="timeout")).body())
+        yield DONE
     except httpx.HTTPError as exc:
         # Headers are gone already; tell the client in-band, the way OpenAI streams do.
         logger.warning("upstream stream broke: %s", type(exc).__name__)
         error = APIError(502, "the model server dropped the stream", code="upstream_error")
         yield event(error.body())
+        yield DONE
     finally:
         await response.aclose()
 

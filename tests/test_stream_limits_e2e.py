@@ -35,7 +35,10 @@ def in_flight(gateway: Process) -> float:
 
 
 def sse_events(text: str) -> list[str]:
-    return [line[6:] for line in text.split("\n") if line.startswith("data: ")]
+    """The data of each event; a failed stream must still end with [DONE], which is dropped."""
+    events = [line[6:] for line in text.split("\n") if line.startswith("data: ")]
+    assert events[-1] == "[DONE]", events[-3:]
+    return events[:-1]
 
 
 def test_total_timeout_ends_a_passthrough_stream_with_an_error_event(
