@@ -22,7 +22,7 @@ from PIL import Image
 from ocrflux.engines.vllm import is_request_error
 from ocrflux.page_format import build_page_prompt
 from ocrflux.tokens import IMAGE_WRAPPER_TOKENS, image_tokens
-from ocrflux.upstream.client import upstream_error
+from ocrflux.upstream.errors import upstream_error
 from tests.real_vllm.conftest import sdk
 from tests.real_vllm.helpers import Exchange, RecordingProxy, image_message, png_data_url
 from tests.real_vllm.vllm_server import DEFAULT_MODEL_NAME, RealVLLM
