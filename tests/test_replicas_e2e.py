@@ -84,7 +84,9 @@ def test_calls_spread_over_replicas_and_survive_one_dying(
 def test_all_replicas_down_is_a_fast_503_with_retry_after(
     make_gateway: Callable[..., Process], replicas: list[FakeVLLMProcess]
 ) -> None:
-    gateway = make_gateway(prompt_mode="passthrough", vllm_urls=urls(replicas), max_retries=1)
+    gateway = make_gateway(
+        prompt_mode="passthrough", vllm_urls=urls(replicas), max_retries=1, ready_cache_seconds=0
+    )
     for fake in replicas:
         fake.stop()
     statuses = [chat(gateway) for _ in range(6)]
