@@ -25,7 +25,7 @@ from tests.documents.pdfs import (
     page_json,
     zero_page_pdf,
 )
-from tests.support import FakeVLLMProcess, Process
+from tests.support import FakeVLLMProcess, Process, start_fake_vllm
 
 PDF_URL = "data:application/pdf;base64,"
 
@@ -301,3 +301,18 @@ def test_a_client_that_leaves_cancels_its_pending_pages(
     time.sleep(2.0)  # three more service times: pages would keep coming if nothing stopped them
     assert len(fake.requests()) == seen
     assert seen <= 4, f"{seen} page calls for a client that left"
+
+
+def test_pages_in_flight_bound_one_document(make_gateway: Any) -> None:
+    fake = start_fake_vllm()  # its own: in-service counters are kept for the process's life
+    try:
+        gateway = make_gateway(upstream_port=fake.port, pages_in_flight=3)
+        pages = [Page(600 + 10 * i, 800, (f"Page {i}.",)) for i in range(9)]
+        answers = {page.key(): [page_json(f"Page {i}.")] for i, page in enumerate(pages)}
+        fake.control(capacity=50, delay=0.3, page_answers=answers)
+        body = ocr(gateway, document(make_pdf(pages), skip_cross_page_merge=True)).json()
+        assert [p["markdown"] for p in body["pages"]] == [f"Page {i}." for i in range(9)]
+        stats = httpx.get(f"{fake.url}/_stats", timeout=5).json()
+        assert stats["max_in_service"] == 3  # as many as allowed, never more
+    finally:
+        fake.stop()
