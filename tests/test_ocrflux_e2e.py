@@ -452,3 +452,24 @@ def test_corrupt_pixels_and_a_rotation_request_are_a_400_never_a_500(
     events = raw_events(ocrflux_gateway, body)
     assert events[-1] == "[DONE]"
     assert orjson.loads(events[-2])["error"]["code"] == "invalid_image"
+
+
+def test_a_page_that_cannot_be_decoded_to_shrink_it_is_an_invalid_image(
+    make_gateway: Any, fake: FakeVLLMProcess
+) -> None:
+    # MAX_MODEL_LEN 2048: a 1024x768 page leaves under 1,024 tokens for its answer, so the
+    # engine shrinks it first; its pixels are corrupt, so that fails. Not the context's fault.
+    gateway = make_gateway(prompt_mode="ocrflux", max_model_len=2048)
+    parts: list[dict[str, Any]] = [
+        {"type": "text", "text": "Read."},
+        {"type": "image_url", "image_url": {"url": corrupt_page(1024, 768)}},
+    ]
+    response = post(gateway, {"model": "m", "messages": [{"role": "user", "content": parts}]})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == (
+        "invalid_image",
+        "messages[0].content[1].image_url.url",
+    )
+    assert "could not be decoded" in error["message"]
+    assert fake.requests() == []
