@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     max_content_parts_per_request: int = Field(
         2048, ge=1, description="Content parts accepted in one chat request, all messages together."
     )
+    web_ui: bool = Field(
+        True, description="Serve the web page at `GET /` (a client of `/v1/ocr`; false: 404)."
+    )
 
     # --- upstream vLLM -----------------------------------------------------------------
     vllm_url: str = Field("http://localhost", description="vLLM base URL (scheme and host).")

@@ -5,7 +5,8 @@ from ocrflux.routes.chat import HOT_ROUTES, v1
 from ocrflux.routes.health import health
 from ocrflux.routes.metrics import metrics
 from ocrflux.routes.ocr import ocr
+from ocrflux.routes.web import web
 
-ROUTERS = (health, metrics, v1, ocr)
+ROUTERS = (health, metrics, v1, ocr, web)
 
 __all__ = ["HOT_ROUTES", "ROUTERS"]
