@@ -79,6 +79,10 @@ class Recogniser:
         params: dict[str, Any] = {
             "Global.log_level": "critical",
             "Global.return_word_box": True,
+            # No per-line direction classifier: on long lines of small print (a PDF page at
+            # 1024 px) it calls upright text upside down and the line is read turned, as
+            # noise. Pages reach the engine upright (EXIF applied, skew levelled).
+            "Global.use_cls": False,
             "Det.model_path": str(model_path("det", ocr_version, model_type, lang)),
             "Cls.model_path": str(model_path("cls", *_CLS)),
             "Rec.model_path": str(model_path("rec", ocr_version, model_type, lang)),
@@ -92,7 +96,7 @@ class Recogniser:
     def _load_models(self) -> None:
         # rapidocr loads each model on first use; loading now puts the cost (and any missing
         # file) at start-up instead of on the first page.
-        for name in ("_load_det_model", "_load_cls_model", "_load_rec_model"):
+        for name in ("_load_det_model", "_load_rec_model"):
             load = getattr(self._engine, name, None)
             if load is not None:
                 load()
