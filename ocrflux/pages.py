@@ -25,7 +25,7 @@ from ocrflux.documents.pipeline import (
     PageRead,
     PageSource,
 )
-from ocrflux.engines import PageJob
+from ocrflux.engines.base import PageJob
 from ocrflux.errors import APIError, request_timeout
 from ocrflux.metrics import record_images
 from ocrflux.page_format import PageResponse

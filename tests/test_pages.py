@@ -13,8 +13,7 @@ import pytest
 from ocrflux import pages as pages_module
 from ocrflux.documents.loading import SingleImage
 from ocrflux.documents.pipeline import DocumentReader
-from ocrflux.engines import PageJob, PageResult
-from ocrflux.engines.base import MergeAnswer, TableMergeAnswer
+from ocrflux.engines.base import MergeAnswer, PageJob, PageResult, TableMergeAnswer
 from ocrflux.images import PreparedImage
 from ocrflux.page_format import PageResponse
 from ocrflux.pages import SHAPE_ON_LOOP_LIMIT, PageReader

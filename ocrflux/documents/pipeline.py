@@ -23,7 +23,7 @@ from ocrflux.documents.merge import (
     table_merge_inputs,
 )
 from ocrflux.documents.sources import DocumentRejected
-from ocrflux.engines import PageEngine, PageJob, PageResult
+from ocrflux.engines.base import PageEngine, PageJob, PageResult
 from ocrflux.errors import APIError
 from ocrflux.images import ImageRejected, PreparedImage
 from ocrflux.metrics import record_pages

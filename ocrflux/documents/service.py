@@ -24,7 +24,7 @@ from ocrflux.documents.pipeline import (
 from ocrflux.documents.protocol import OCRRequest, ocr_body, page_object
 from ocrflux.documents.sources import DocumentRejected, parse_pages
 from ocrflux.documents.tables import tables_to_markdown
-from ocrflux.engines import PageJob
+from ocrflux.engines.base import PageJob
 from ocrflux.errors import APIError
 from ocrflux.protocol import json_response
 from ocrflux.settings import Settings

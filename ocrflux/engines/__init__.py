@@ -1,5 +1,6 @@
-"""Engines: the implementations of the page contract ("read this page image")."""
+"""Engines: the implementations of the page contract ("read this page image").
 
-from ocrflux.engines.base import PageEngine, PageJob, PageResult
-
-__all__ = ["PageEngine", "PageJob", "PageResult"]
+`base` holds the contract, `vllm` and `local` the two engines. Deliberately empty: the local
+engine's spawned worker processes import `ocrflux.engines.local`, and must not pull the web
+framework in with this package.
+"""

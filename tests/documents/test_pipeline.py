@@ -16,8 +16,7 @@ from ocrflux.documents.pipeline import (
     PageImage,
     PageRead,
 )
-from ocrflux.engines import PageJob, PageResult
-from ocrflux.engines.base import MergeAnswer, TableMergeAnswer
+from ocrflux.engines.base import MergeAnswer, PageJob, PageResult, TableMergeAnswer
 from ocrflux.errors import APIError
 from ocrflux.images import PreparedImage
 from ocrflux.page_format import PageResponse

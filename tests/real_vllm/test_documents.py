@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from ocrflux.engines import PageJob
+from ocrflux.engines.base import PageJob
 from ocrflux.engines.vllm_merge import MergeAsker
 from ocrflux.settings import Settings
 from ocrflux.upstream import Upstream
