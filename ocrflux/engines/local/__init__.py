@@ -1,8 +1,10 @@
 """The embedded CPU OCR engine: rapidocr line boxes turned into OCRFlux-style page Markdown.
 
 Runs with no GPU and no network, from the optional `cpu` extra (`pip install -e '.[cpu]'`).
-Nothing here imports the gateway: `read_page` is the synchronous core, `LocalOCRPool` runs it in
-worker processes for asyncio callers, `check_available` says at start-up what is missing.
+`read_page` is the synchronous core, `LocalOCRPool` runs it in worker processes for asyncio
+callers, `check_available` says at start-up what is missing; none of them imports the gateway,
+so the spawned workers stay light. `engine.LocalEngine` (imported by the gateway, not here)
+puts the pool behind the page contract, and `continuation` answers the cross-page questions.
 """
 
 from __future__ import annotations
