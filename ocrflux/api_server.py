@@ -35,6 +35,13 @@ def load_settings() -> Settings:
 
 def main() -> None:
     settings = load_settings()
+    from ocrflux.engines.factory import missing_local_engine
+
+    missing = missing_local_engine(settings)
+    if missing is not None:
+        print(f"ocrflux: {missing}", file=sys.stderr)
+        raise SystemExit(2)
+
     from ocrflux.app import create_app
     from ocrflux.observability import configure_logging
     from ocrflux.server import GatewayServer, server_config

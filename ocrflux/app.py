@@ -16,7 +16,7 @@ from ocrflux.documents.pipeline import DocumentReader
 from ocrflux.documents.render import DocumentRenderer
 from ocrflux.documents.service import OCRService
 from ocrflux.edge import Edge
-from ocrflux.engines.vllm import VLLMEngine
+from ocrflux.engines.factory import build_engines, require_local_engine
 from ocrflux.errors import install_handlers
 from ocrflux.metrics import watch_upstream
 from ocrflux.pages import PageReader
@@ -53,7 +53,9 @@ class GatewayApp(FastAPI):
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    """The gateway; raises `LocalEngineMissing` when the settings need the absent `cpu` extra."""
     settings = settings or Settings()
+    require_local_engine(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -67,12 +69,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.image_max_side or DEFAULT_PAGE_SIDE,
             max_pixels=settings.max_image_pixels,
         )
-        engine = VLLMEngine(settings, upstream, images)
+        engines = build_engines(settings, upstream, images)
         loader = DocumentLoader(
             renderer, images, images.fetcher, max_bytes=settings.max_document_bytes
         )
         reader = DocumentReader(
-            engine,
+            engines.page,
             pages_in_flight=settings.pages_in_flight,
             max_error_rate=settings.max_page_error_rate,
             keep_images=settings.keep_image_placeholders,
@@ -82,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings, upstream, images, PageReader(settings, loader, reader)
         )
         app.state.ocr = OCRService(settings, loader, reader)
+        app.state.engines = engines
         watch_upstream(upstream)
         if settings.max_concurrent_requests > settings.pool_max_connections:
             logger.warning(
@@ -90,12 +93,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.max_concurrent_requests,
                 settings.pool_max_connections,
             )
-        await report_upstream(upstream)
-        upstream.health.start()
         try:
+            if engines.local is not None:
+                # Workers spawned and models loaded before the gateway answers anything.
+                await engines.local.start()
+                logger.info(
+                    "local OCR engine ready: %d workers x %d threads",
+                    settings.local_workers,
+                    settings.local_threads,
+                )
+            if settings.ocr_backend == "vllm":  # else nothing ever calls vLLM
+                await report_upstream(upstream)
+                upstream.health.start()
             yield
         finally:
             watch_upstream(None)
+            if engines.local is not None:
+                await engines.local.aclose()
             await images.aclose()
             await renderer.aclose()
             await upstream.aclose()

@@ -11,6 +11,7 @@ import orjson
 from pydantic import ValidationError
 from starlette.responses import Response
 
+from ocrflux.engines.base import BACKEND_HEADER
 from ocrflux.errors import APIError, from_validation_error, request_timeout
 from ocrflux.images import ImageRejected, PreparedImage, Probe
 from ocrflux.metrics import record_images
@@ -52,6 +53,15 @@ class ChatService:
             raise from_validation_error(exc) from None
         if self.settings.prompt_mode == "ocrflux" and request.document_parts():
             return await self.pages.respond(request, request_id, deadline)
+        if self.settings.ocr_backend == "local":
+            raise APIError(
+                400,
+                "the request has no page image or document: with OCR_BACKEND=local the gateway "
+                "reads pages with its embedded OCR engine and has no language model to answer "
+                "text",
+                param="messages",
+                code="unsupported_content",
+            )
         files = [(i, j) for i, j, part in request.document_parts() if part.type == "file"]
         if files:
             raise APIError(
@@ -67,7 +77,9 @@ class ChatService:
         # Only `body` is needed from here: a request waiting for vLLM then holds its images
         # once (in the body), not also in the parsed JSON the validated model shares.
         del raw, request, images
-        return await self.forward(body, model, stream, request_id, deadline)
+        response = await self.forward(body, model, stream, request_id, deadline)
+        response.headers[BACKEND_HEADER] = "vllm"  # vLLM's own answer, whatever the fallback
+        return response
 
     def check_counts(self, raw: dict[str, Any]) -> None:
         """Refuse too many messages or content parts before validating them one by one.

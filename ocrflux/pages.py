@@ -25,7 +25,7 @@ from ocrflux.documents.pipeline import (
     PageRead,
     PageSource,
 )
-from ocrflux.engines.base import PageJob
+from ocrflux.engines.base import BACKEND_HEADER, PageJob, engines_used
 from ocrflux.errors import APIError, request_timeout
 from ocrflux.metrics import record_images
 from ocrflux.page_format import PageResponse
@@ -83,11 +83,15 @@ class PageReader:
         events = self._events(source, job, merge)
         if request.stream:
             answer = _Stream(request, fmt, self.settings, merged=merge, deadline=deadline)
-            return EventStream(
+            response = EventStream(
                 answer.events(events),
                 write_timeout=self.settings.client_write_timeout,
                 on_close=events.aclose,  # also when the stream never started
             )
+            # Pages are not read yet: the header names the engine they are expected to go to,
+            # the final chunk's `ocrflux_backend` the engines that did read them.
+            response.headers[BACKEND_HEADER] = self.reader.engine.name
+            return response
         try:
             async with asyncio.timeout(self.settings.total_timeout):
                 async for item in events:
@@ -157,8 +161,10 @@ class PageReader:
         body = completion_body(
             new_completion_id(), request.model, content, outcome.usage, _finish_reason(outcome)
         )
+        headers = {BACKEND_HEADER: engines_used(p.result for p in outcome.pages)}
         fallback = _fallback_numbers(outcome)
-        headers = {FALLBACK_HEADER: ",".join(map(str, fallback))} if fallback else None
+        if fallback:
+            headers[FALLBACK_HEADER] = ",".join(map(str, fallback))
         return json_response(body, headers=headers)
 
 
@@ -219,6 +225,7 @@ class _Stream:
                     fallback = _fallback_numbers(outcome)
                     if fallback:
                         final["ocrflux_fallback_pages"] = fallback
+                    final["ocrflux_backend"] = engines_used(p.result for p in outcome.pages)
                     yield event(final)
                     if self.request.include_usage:
                         yield self.chunk({}, usage=outcome.usage)

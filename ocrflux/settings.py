@@ -6,7 +6,7 @@ import ipaddress
 from functools import cached_property
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[list[str], NoDecode]
@@ -192,6 +192,24 @@ class Settings(BaseSettings):
         False, description="Normalise checkbox glyphs in passthrough answers too."
     )
 
+    # --- page engines ----------------------------------------------------------------------
+    ocr_backend: Literal["vllm", "local"] = Field(
+        "vllm",
+        description="Who reads pages: `vllm` (OCRFlux-3B) or `local` (the embedded CPU engine, "
+        "`cpu` extra; no GPU, no vLLM).",
+    )
+    local_workers: int = Field(
+        2, ge=1, le=64, description="Local engine: worker processes (pages read at once)."
+    )
+    local_threads: int = Field(
+        1, ge=1, le=64, description="Local engine: ONNX Runtime threads per worker."
+    )
+    fallback_backend: Literal["none", "local"] = Field(
+        "none",
+        description="`local`: pages go to the local engine while every vLLM replica is down "
+        "(with OCR_BACKEND=vllm).",
+    )
+
     _split = field_validator("api_keys", "remote_image_allowlist", "vllm_urls", mode="before")(
         _split_commas
     )
@@ -204,6 +222,21 @@ class Settings(BaseSettings):
         if not all(key.isascii() and key.isprintable() for key in value):
             raise ValueError("keys must be printable ASCII (a client cannot send others)")
         return value
+
+    @field_validator("ocr_backend", "fallback_backend")
+    @classmethod
+    def _local_reads_pages(cls, value: str, info: ValidationInfo) -> str:
+        if value == "local" and info.data.get("prompt_mode") == "passthrough":
+            raise ValueError(
+                "the local engine reads pages in PROMPT_MODE=ocrflux; PROMPT_MODE=passthrough "
+                "forwards requests to vLLM as they are"
+            )
+        return value
+
+    @property
+    def local_engine_wanted(self) -> bool:
+        """True when the local engine reads pages, always or while vLLM is down."""
+        return self.ocr_backend == "local" or self.fallback_backend == "local"
 
     @field_validator("page_max_tokens", mode="before")
     @classmethod

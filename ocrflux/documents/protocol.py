@@ -118,9 +118,18 @@ class OCRRequest(BaseModel):
 # --- answers ----------------------------------------------------------------------------------
 
 
-def page_object(index: int, markdown: str, dimensions: dict[str, int] | None) -> dict[str, Any]:
-    """One entry of Mistral's `pages` (OCRFlux extracts no images: `images` is empty)."""
-    return {"index": index, "markdown": markdown, "images": [], "dimensions": dimensions}
+def page_object(
+    index: int, markdown: str, dimensions: dict[str, int] | None, engine: str
+) -> dict[str, Any]:
+    """One entry of Mistral's `pages` (OCRFlux extracts no images: `images` is empty), plus
+    the engine that read it (`vllm`, `local`; "" for a page that could not be rendered)."""
+    return {
+        "index": index,
+        "markdown": markdown,
+        "images": [],
+        "dimensions": dimensions,
+        "engine": engine,
+    }
 
 
 def ocr_body(

@@ -24,7 +24,7 @@ from ocrflux.documents.pipeline import (
 from ocrflux.documents.protocol import OCRRequest, ocr_body, page_object
 from ocrflux.documents.sources import DocumentRejected, parse_pages
 from ocrflux.documents.tables import tables_to_markdown
-from ocrflux.engines.base import PageJob
+from ocrflux.engines.base import BACKEND_HEADER, PageJob, engines_used
 from ocrflux.errors import APIError
 from ocrflux.protocol import json_response
 from ocrflux.settings import Settings
@@ -73,14 +73,20 @@ class OCRService:
         del data
         events = self._events(source, selection, PageJob(request_id), request)
         if request.stream:
+            # The engine pages are expected to go to; each page event says which read it.
+            headers = {**SSE_HEADERS, BACKEND_HEADER: self.reader.engine.name}
             return StreamingResponse(
-                answer.stream(events), media_type="text/event-stream", headers=SSE_HEADERS
+                answer.stream(events), media_type="text/event-stream", headers=headers
             )
         try:
             async with asyncio.timeout(self.settings.document_timeout):
                 async for event in events:
                     if isinstance(event, DocumentRead):
-                        return json_response(answer.body(event.outcome))
+                        outcome = event.outcome
+                        backend = engines_used(p.result for p in outcome.pages)
+                        return json_response(
+                            answer.body(outcome), headers={BACKEND_HEADER: backend}
+                        )
         except TimeoutError:
             raise _deadline(self.settings.document_timeout) from None
         finally:
@@ -132,7 +138,7 @@ class _Answer:
         dimensions = (
             {"dpi": page.dpi, "height": page.height, "width": page.width} if page.width else None
         )
-        return page_object(page.index, markdown, dimensions)
+        return page_object(page.index, markdown, dimensions, page.result.engine)
 
     def body(self, outcome: DocumentOutcome) -> dict[str, Any]:
         pages = [self.page(p) for p in outcome.pages]

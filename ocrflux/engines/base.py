@@ -7,6 +7,7 @@ places that know how a page is actually read.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -39,7 +40,8 @@ class PageResult:
     raw_text: str = ""
     finish_reason: str = "stop"
     usage: Usage = field(default_factory=Usage)
-    engine: str = "vllm"
+    # The engine that read the page ("vllm", "local"); "" when none did (it never rendered).
+    engine: str = ""
     # Set when the page could not be read at all (e.g. the upstream failed after its retries).
     error: APIError | None = None
 
@@ -50,6 +52,15 @@ class PageResult:
     @property
     def shaped_input(self) -> PageResponse | str:
         return self.page if self.page is not None else self.raw_text
+
+
+# Response header naming the engine(s) that read an answer's pages, e.g. "local" or "vllm,local".
+BACKEND_HEADER = "X-OCRFlux-Backend"
+
+
+def engines_used(results: Iterable[PageResult]) -> str:
+    """The engines that read these pages, in order of first use, comma-separated."""
+    return ",".join(dict.fromkeys(r.engine for r in results if r.engine))
 
 
 @dataclass
@@ -71,7 +82,10 @@ class TableMergeAnswer:
 class PageEngine(Protocol):
     """Reads page images; optionally finds and merges what a page break split."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The engine a page sent now would be read by (`X-OCRFlux-Backend` of a stream)."""
+        ...
 
     async def read_page(self, image: PreparedImage, job: PageJob) -> PageResult:
         """Read one page. Never raises for a page the engine could not read: that is a
