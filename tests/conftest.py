@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.asgi_support import slow_down_image_work
-from tests.support import FakeVLLMProcess, Process, gateway_env, start_fake_vllm, start_gateway
+from tests.support import (
+    FakeVLLMProcess,
+    Process,
+    SilentPort,
+    gateway_env,
+    guarded,
+    start_fake_vllm,
+    start_gateway,
+    start_readme_gateway,
+)
 
 
 @pytest.fixture(scope="session")
@@ -59,3 +69,27 @@ def make_gateway(fake_server: FakeVLLMProcess) -> Iterator[Callable[..., Process
 def slow_image_work(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every pixel job takes 0.3 s (in-process apps); the list records each one that starts."""
     return slow_down_image_work(monkeypatch)
+
+
+@pytest.fixture(scope="session")
+def silent_vllm_port() -> Iterator[SilentPort]:
+    """Where the local gateway's vLLM would be: nothing may ever connect to it."""
+    port = SilentPort()
+    yield port
+    port.close()
+
+
+@pytest.fixture(scope="session")
+def netguard_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Network attempts beyond loopback by the local gateway's processes (none expected)."""
+    return tmp_path_factory.mktemp("netguard") / "attempts.log"
+
+
+@pytest.fixture(scope="session")
+def local_gateway(silent_vllm_port: SilentPort, netguard_log: Path) -> Iterator[Process]:
+    """`OCR_BACKEND=local`, started by the README's own command, with no vLLM anywhere and
+    every process under the network guard (one per session: loading the models takes a while).
+    """
+    gateway = start_readme_gateway(guarded(gateway_env(silent_vllm_port.port), netguard_log))
+    yield gateway
+    gateway.stop()

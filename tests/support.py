@@ -141,3 +141,63 @@ def running_gateway(env: dict[str, str]) -> Iterator[Process]:
         yield gateway
     finally:
         gateway.stop()
+
+
+# --- the local engine's gateway, started the README's way -----------------------------------
+
+README = ROOT / "README.md"
+PROCESS_GUARD = Path(__file__).resolve().parent / "processguard"
+
+
+def readme_quick_start() -> tuple[str, str]:
+    """The README's first command (set up and start the gateway) and the curl right after it."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index("```bash\n", text.index("## Quick start")) + len("```bash\n")
+    lines = text[start : text.index("```", start)].strip().splitlines()
+    return lines[0], lines[1]
+
+
+def guarded(env: dict[str, str], log: Path) -> dict[str, str]:
+    """`env` with tests/processguard on: network attempts beyond loopback are logged to `log`."""
+    path = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = f"{PROCESS_GUARD}:{path}" if path else str(PROCESS_GUARD)
+    env["OCRFLUX_TEST_NETGUARD"] = str(log)
+    return env
+
+
+class SilentPort:
+    """A listening socket where vLLM would be: it says whether anyone connected."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.setblocking(False)
+        self.port = self.sock.getsockname()[1]
+
+    def connected(self) -> bool:
+        try:
+            conn, _ = self.sock.accept()  # the kernel queues a connection even unaccepted
+        except BlockingIOError:
+            return False
+        conn.close()
+        return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def start_readme_gateway(env: dict[str, str], timeout: float = 180.0) -> Process:
+    """The README's start command (the last step of its first command), run by bash in the
+    repository with `env`; the venv steps before it are this test run's own environment."""
+    command = readme_quick_start()[0].split(" && ")[-1]
+    env = {**env, "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}"}
+    # bash runs a lone simple command in its own process (exec), so signals reach the gateway.
+    proc = subprocess.Popen(["bash", "-c", command], env=env, cwd=ROOT)
+    gateway = Process(proc, f"http://127.0.0.1:{env['API_PORT']}", int(env["API_PORT"]))
+    try:
+        wait_for(f"{gateway.url}/health", proc, timeout)
+    except BaseException:
+        gateway.stop()
+        raise
+    return gateway

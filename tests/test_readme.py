@@ -1,15 +1,22 @@
-"""The README's configuration table lists every setting with its true default."""
+"""The README holds: its configuration table, its SDK example, its first command and curl."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
+import pypdfium2 as pdfium
 import pytest
 from PIL import Image
 
 from ocrflux.settings import Settings
-from tests.support import FakeVLLMProcess, Process
+from tests.engines.local.pages import accuracy, plain_text, tables
+from tests.support import FakeVLLMProcess, Process, readme_quick_start
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 ROW = re.compile(r"^\| `([A-Z0-9_]+)` \| `([^`]*)` \|", re.MULTILINE)
@@ -54,3 +61,70 @@ def test_the_sdk_example_runs_as_written(
     printed = capsys.readouterr().out
     assert printed.count("# Title\n\nBody.") == 2  # once whole, once streamed
     assert "CompletionUsage(" in printed
+
+
+def test_the_first_command_converts_the_sample_with_no_gpu(local_gateway: Process) -> None:
+    """The README's curl, run by bash against a gateway its first command started (the
+    session's `local_gateway`: `OCR_BACKEND=local`, no vLLM anywhere), prints the Markdown
+    the README shows."""
+    setup, curl = readme_quick_start()
+    assert setup.startswith("python3 -m venv .venv && . .venv/bin/activate && ")
+    assert "pip install -e '.[cpu]' && OCR_BACKEND=local " in setup
+    assert "localhost:8000" in curl and "examples/sample.pdf" in curl
+    command = curl.replace("localhost:8000", f"127.0.0.1:{local_gateway.port}")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    result = subprocess.run(
+        ["bash", "-c", command], cwd=README.parent, env=env, capture_output=True, text=True,
+        timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout.strip()
+    text = README.read_text(encoding="utf-8")
+    start = text.index("```markdown\n", text.index(curl)) + len("```markdown\n")
+    shown = text[start : text.index("```", start)].strip()
+    # OCR may differ in a character across CPUs; the structure may not.
+    assert accuracy(plain_text(shown), printed) >= 0.98
+    lines = printed.splitlines()
+    assert lines[0] == "# Site inspection report"
+    checklist = [line for line in lines if line.startswith("[")]
+    assert checklist == [
+        "[√] Fire exits are clear",
+        "[ ] Ladders are tagged",
+        "[√] First aid kit is stocked",
+    ]
+    assert tables(printed) == tables(shown)
+
+
+def test_the_sample_is_what_its_script_makes() -> None:
+    """The committed sample is the script's page, and stays a few KB. Pixels are compared
+    loosely (another FreeType or Pillow moves glyph edges); what the page says is held by the
+    README's curl above."""
+    script = README.parent / "scripts" / "make_sample.py"
+    spec = importlib.util.spec_from_file_location("make_sample", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    committed = (README.parent / "examples" / "sample.pdf").read_bytes()
+    assert len(committed) < 16 * 1024
+    made, shipped = pdf_page_pixels(module.sample_pdf()), pdf_page_pixels(committed)
+    assert made.shape == shipped.shape
+    assert (made != shipped).mean() < 0.005
+
+
+def pdf_page_pixels(data: bytes) -> np.ndarray:
+    document = pdfium.PdfDocument(data)
+    try:
+        assert len(document) == 1
+        return np.asarray(document[0].render(scale=1).to_pil().convert("L"))
+    finally:
+        document.close()
+
+
+def test_ci_runs_the_readmes_test_commands_verbatim() -> None:
+    """Every command `.ci/run` runs after a "verbatim" comment is a README command line."""
+    ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    commands = [ci[i + 1] for i, line in enumerate(ci) if "verbatim" in line]
+    readme_lines = set(README.read_text(encoding="utf-8").splitlines())
+    assert len(commands) == 2
+    assert all(command in readme_lines for command in commands)
+    assert "python -m pytest" in commands[0]
