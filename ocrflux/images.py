@@ -6,7 +6,6 @@ a bounded thread pool). The upstream only ever receives `data:` URLs.
 
 from __future__ import annotations
 
-import binascii
 import io
 import re
 from collections.abc import Callable
@@ -18,6 +17,14 @@ import pybase64
 from PIL import Image
 
 from ocrflux.image_headers import HeaderRefused, exif_orientation, strip_metadata
+from ocrflux.image_input import (
+    ImageRejected,
+    b64decode,
+    check_encoded_size,
+    sniff_mime,
+    split_inline,
+    too_big,
+)
 
 if TYPE_CHECKING:
     from ocrflux.settings import Settings
@@ -35,7 +42,6 @@ _PIL_FORMATS = {
 }
 # Qwen2.5-VL's processor refuses more extreme aspect ratios.
 MAX_ASPECT_RATIO = 200
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
@@ -45,15 +51,6 @@ _TRANSPOSE = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-
-
-class ImageRejected(Exception):
-    """An image the gateway refuses; `status` is 400, or 413 when it is too large."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -106,18 +103,6 @@ class PreparedImage:
         return pybase64.b64decode(self.data_url.partition(",")[2])
 
 
-def format_mb(n: int) -> str:
-    """20971520 -> "20 MB", 26528972 -> "25.3 MB", 65536 -> "64 KB" (binary units)."""
-    if n < _MB:
-        return f"{n / 1024:.0f} KB"
-    value = n / _MB
-    return f"{value:.0f} MB" if value == int(value) else f"{value:.1f} MB"
-
-
-def _too_big(n: int, limit: int) -> ImageRejected:
-    return ImageRejected(f"image is {format_mb(n)}, the limit is {format_mb(limit)}", 413)
-
-
 def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     """Downscale-only target: the longest side becomes `max_side` (0: unchanged).
 
@@ -147,109 +132,7 @@ def toolkit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     return max(1, int(width * (max_side / height))), max_side
 
 
-# --- decoding the client's string -------------------------------------------------------------
-
-
-def split_inline(url: str) -> tuple[str | None, str]:
-    """`data:` URL or bare base64 -> (declared MIME or None, base64 text)."""
-    if url[:5].lower() == "data:":
-        header, comma, payload = url[5:].partition(",")
-        if not comma:
-            raise ImageRejected("data URL has no ',' before its data")
-        params = header.split(";")
-        if "base64" not in (p.strip().lower() for p in params[1:]):
-            raise ImageRejected("data URL must be base64-encoded (';base64,')")
-        return (params[0].strip().lower() or None), payload
-    scheme = _SCHEME.match(url[:64])
-    if scheme:
-        raise ImageRejected(
-            f"unsupported URL scheme {scheme.group(1).lower()!r}: "
-            "send a data: URL, bare base64 or an http(s) URL"
-        )
-    return None, url
-
-
-def _check_encoded_size(b64: str, max_bytes: int) -> None:
-    # Estimated before decoding so a huge body is refused without allocating its bytes.
-    estimate = len(b64) * 3 // 4 - b64[-2:].count("=")
-    if estimate > max_bytes:
-        raise _too_big(estimate, max_bytes)
-
-
-def _b64decode(b64: str) -> tuple[bytes, bool]:
-    """(bytes, strict): strict base64 first; forgive line breaks, URL-safe alphabet, no padding."""
-    try:
-        # pybase64 (SIMD) validates and decodes 1 MB in ~0.1 ms; binascii takes ~6 ms here.
-        return pybase64.b64decode(b64, validate=True), True
-    except (binascii.Error, ValueError):
-        pass
-    text = "".join(b64.split()).replace("-", "+").replace("_", "/")
-    text += "=" * (-len(text) % 4)
-    try:
-        return pybase64.b64decode(text, validate=True), False
-    except (binascii.Error, ValueError):
-        raise ImageRejected("not valid base64") from None
-
-
-def decode_base64(url: str, max_bytes: int) -> bytes:
-    """Bytes of a `data:` URL or bare base64 string (size-capped before decoding)."""
-    _, b64 = split_inline(url)
-    _check_encoded_size(b64, max_bytes)
-    return _b64decode(b64)[0]
-
-
-# --- recognising the format -------------------------------------------------------------------
-
-
-def sniff_mime(data: bytes) -> str:
-    """The image type from its magic bytes; refuses anything but the accepted raster formats."""
-    head = data[:32]
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    if head[:2] == b"BM" and len(head) >= 26:
-        return "image/bmp"
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return "image/tiff"
-    found = describe(data) or "unknown (not a PNG, JPEG, WebP, GIF, BMP or TIFF image)"
-    raise ImageRejected(f"unsupported image format: {found}")
-
-
-def describe(data: bytes) -> str | None:
-    """A name for a refused payload (None if unknown), so the client learns what it sent."""
-    head = data[:1024]
-    if head[4:8] == b"ftyp":
-        brand = head[8:12]
-        if brand in (b"avif", b"avis"):
-            return "image/avif"
-        if brand in (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"):
-            return "image/heic"
-        return "video/mp4"
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    signatures = [
-        (b"%pdf-", "application/pdf"),
-        (b"\x00\x00\x00\x0cjp  ", "image/jp2"),
-        (b"\xff\x4f\xff\x51", "image/jp2"),
-        (b"\x00\x00\x01\x00", "image/x-icon"),
-        (b"8bps", "image/vnd.adobe.photoshop"),
-        (b"pk\x03\x04", "application/zip"),
-        (b"\x1f\x8b", "application/gzip"),
-        (b"<!doctype html", "text/html"),
-        (b"<html", "text/html"),
-    ]
-    for magic, name in signatures:
-        if text.startswith(magic):
-            return name
-    if text.startswith((b"<svg", b"<?xml")) and b"<svg" in text:
-        return "image/svg+xml"
-    if text.startswith((b"{", b"[")):
-        return "application/json"
-    return None
+# --- reading the header ------------------------------------------------------------------------
 
 
 def check_size(image: Image.Image, max_pixels: int) -> None:
@@ -359,7 +242,7 @@ def probe_bytes(data: bytes, opts: ImageOptions, *, quick: bool = False) -> Prob
     in a thread. The bytes kept are `data` without costly metadata (see image_headers).
     """
     if len(data) > opts.max_bytes:
-        raise _too_big(len(data), opts.max_bytes)
+        raise too_big(len(data), opts.max_bytes)
     mime = sniff_mime(data)
     if quick and mime not in _PASSTHROUGH:
         return None  # re-encoded anyway, so opened in a thread; GIF and TIFF headers can be big
@@ -375,8 +258,8 @@ def probe_bytes(data: bytes, opts: ImageOptions, *, quick: bool = False) -> Prob
 def probe_inline(url: str, opts: ImageOptions, *, quick: bool = False) -> Probe | None:
     """A `data:` URL or bare base64 read up to the header (see `probe_bytes`)."""
     declared, b64 = split_inline(url)
-    _check_encoded_size(b64, opts.max_bytes)
-    data, strict = _b64decode(b64)
+    check_encoded_size(b64, opts.max_bytes)
+    data, strict = b64decode(b64)
     probe = probe_bytes(data, opts, quick=quick)
     if probe is None or probe.data is not data or not strict:
         return probe

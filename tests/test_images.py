@@ -12,18 +12,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image, ImageFile, JpegImagePlugin
 
+from ocrflux.image_input import ImageRejected, decode_base64, format_mb, sniff_mime
 from ocrflux.images import (
     ImageOptions,
-    ImageRejected,
     PreparedImage,
-    decode_base64,
-    format_mb,
     prepare_bytes,
     prepare_inline,
     rotate,
     scaled_size,
     shrink,
-    sniff_mime,
     toolkit_size,
 )
 

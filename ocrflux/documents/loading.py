@@ -19,15 +19,8 @@ from ocrflux.documents.render import DocumentRenderer, OpenDocument
 from ocrflux.documents.sources import DocumentRejected
 from ocrflux.errors import APIError
 from ocrflux.fetch import RemoteFetcher
-from ocrflux.images import (
-    ImageOptions,
-    ImageRejected,
-    PreparedImage,
-    Probe,
-    decode_base64,
-    format_mb,
-    split_inline,
-)
+from ocrflux.image_input import ImageRejected, decode_base64, format_mb, split_inline
+from ocrflux.images import ImageOptions, PreparedImage, Probe
 from ocrflux.preparation import ImagePreparer
 
 # Magic bytes that make an `image_url` a document rather than one image: PDF, and TIFF (which

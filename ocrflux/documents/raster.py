@@ -23,13 +23,12 @@ from PIL import Image
 from ocrflux.documents.png import encode_png
 from ocrflux.documents.sources import DocumentKind, DocumentRejected
 from ocrflux.image_headers import HeaderRefused, strip_metadata
+from ocrflux.image_input import ImageRejected, sniff_mime
 from ocrflux.images import (
     MAX_ASPECT_RATIO,
-    ImageRejected,
     check_size,
     decode_upright,
     open_image,
-    sniff_mime,
     toolkit_size,
 )
 
