@@ -33,7 +33,8 @@ from typing import Literal
 
 import orjson
 
-from ocrflux.page_format import PageResponse, render_page, table_rows, table_spans
+from ocrflux.page_format import PageResponse, render_page
+from ocrflux.page_tables import table_rows, table_spans
 
 __all__ = [
     "OutputFormat",

@@ -13,7 +13,7 @@ import re
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ocrflux.page_format import _read_rows, table_rows, table_spans
+from ocrflux.page_tables import _read_rows, table_rows, table_spans
 from ocrflux.shaping import _heading, _protected_spans, _strip_tags
 
 OLD_PROTECTED = re.compile(
