@@ -7,6 +7,7 @@ import io
 import os
 import signal
 import struct
+import time
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -261,6 +262,9 @@ async def test_a_cancelled_render_leaves_no_work_queued(monkeypatch: pytest.Monk
     monkeypatch.setattr(one._pool, "submit", spy)
     try:
         doc = await one.open(text_heavy_pdf(pages=12))
+        # Keep the one worker busy, so that no page can finish (and another start) before the
+        # cancellation below, however slowly this machine runs the test.
+        busy = real_submit(time.sleep, 1.5)
         tasks = [asyncio.create_task(one.render(doc, i)) for i in range(12)]
         await asyncio.sleep(0)  # every render has submitted its page
         for task in tasks:
@@ -273,6 +277,7 @@ async def test_a_cancelled_render_leaves_no_work_queued(monkeypatch: pytest.Monk
         assert sum(f.cancelled() for f in futures) >= 10
         # A page is a small message: the document travels by path, never as bytes.
         assert all(not isinstance(a, bytes | bytearray) for _, args in submitted for a in args)
+        await asyncio.wrap_future(busy)
         assert (await one.render(doc, 11)).index == 11  # the pool is still fine
     finally:
         await one.aclose()
