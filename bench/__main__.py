@@ -8,6 +8,8 @@ many large requests in flight, prints a Markdown table and writes JSON to bench/
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +21,14 @@ from bench.report import RESULTS, RssReport, WorkloadReport, git_state, markdown
 from bench.runner import Driver, Options, gateway_for
 from bench.workloads import build_workloads
 
-NAMES = ("a_text", "b_page_passthrough", "b_page_ocrflux", "c_stream", "d_photo_12mp")
+NAMES = (
+    "a_text",
+    "b_page_passthrough",
+    "e_page_seq",
+    "b_page_ocrflux",
+    "c_stream",
+    "d_photo_12mp",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -48,6 +57,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="extra gateway setting, e.g. IMAGE_WORKERS=2 (repeatable)",
     )
     p.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run the gateway of git revision REV (a temporary worktree), alternating "
+        "with this one: before and after in one run",
+    )
+    p.add_argument(
+        "--pin-gateway",
+        type=int,
+        metavar="CPU",
+        help="run the gateway(s) on this CPU only, and wrk and the fake on the others",
+    )
+    p.add_argument(
         "--out", type=Path, help="JSON file (default bench/results/<time>-<commit>.json)"
     )
     return p.parse_args(argv)
@@ -60,6 +81,25 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         raise SystemExit(f"unknown workloads: {', '.join(sorted(unknown))}")
     extra = dict(item.split("=", 1) for item in args.gateway_env)
+    cpus = None
+    if args.pin_gateway is not None:
+        cpus = {args.pin_gateway}
+        others = os.sched_getaffinity(0) - cpus
+        if not others:
+            raise SystemExit("--pin-gateway needs at least two CPUs")
+        os.sched_setaffinity(0, others)  # this process, wrk and the fake: the other CPUs
+    with contextlib.ExitStack() as stack:
+        baseline = stack.enter_context(procs.checkout(args.baseline)) if args.baseline else None
+        run(args, chosen, extra, cpus, baseline)
+
+
+def run(
+    args: argparse.Namespace,
+    chosen: list[str],
+    extra: dict[str, str],
+    cpus: set[int] | None,
+    baseline: Path | None,
+) -> None:
     opts = Options(
         seconds=args.seconds,
         rounds=args.rounds,
@@ -70,6 +110,9 @@ def main(argv: list[str] | None = None) -> None:
         rss_bytes=args.rss_bytes,
         rss_hold=args.rss_hold,
         gateway_settings=extra,
+        gateway_cpus=cpus,
+        baseline_root=baseline,
+        baseline_name=args.baseline or "",
     )
     print("building request bodies ...", flush=True)
     workloads = [
@@ -89,13 +132,21 @@ def main(argv: list[str] | None = None) -> None:
             for mode in ("passthrough", "ocrflux"):
                 todo = [w for w in workloads if w.mode == mode]
                 if todo:
-                    with (
-                        open(workdir / f"gateway-{mode}.log", "wb") as log,
-                        gateway_for(fake, mode, opts, log) as gateway,
-                    ):
+                    with contextlib.ExitStack() as stack:
+                        log = stack.enter_context(open(workdir / f"gateway-{mode}.log", "wb"))
+                        gateway = stack.enter_context(gateway_for(fake, mode, opts, log))
                         print(f"gateway ({mode}) pid {gateway.proc.pid}", flush=True)
+                        before = None
+                        if baseline is not None:
+                            old_log = stack.enter_context(
+                                open(workdir / f"baseline-{mode}.log", "wb")
+                            )
+                            before = stack.enter_context(
+                                gateway_for(fake, mode, opts, old_log, root=baseline)
+                            )
+                            print(f"baseline ({args.baseline}) pid {before.proc.pid}", flush=True)
                         for w in todo:
-                            reports.append(driver.run(gateway, w))
+                            reports.extend(driver.run(gateway, w, before))
                 if args.rss_requests:
                     # A fresh gateway: the allocator keeps what earlier image work used.
                     with (

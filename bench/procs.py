@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -76,17 +79,30 @@ def start_fake(service_time: float) -> FakeVLLMProcess:
     return fake
 
 
-def start_gateway(upstream_port: int, log: IO[bytes], **settings: Any) -> Process:
-    """`python -m ocrflux.api_server` with its log in `log` (a pipe nobody reads would block)."""
+def start_gateway(
+    upstream_port: int,
+    log: IO[bytes],
+    root: Path = ROOT,
+    cpus: set[int] | None = None,
+    **settings: Any,
+) -> Process:
+    """`python -m ocrflux.api_server` with its log in `log` (a pipe nobody reads would block).
+
+    `root`: the checkout whose `ocrflux` runs (another commit's, for before/after runs);
+    `cpus`: the CPUs the gateway may use (None: any).
+    """
     env = gateway_env(upstream_port, **settings)
+    env["PYTHONPATH"] = str(root)
     port = int(env["API_PORT"])
     proc = subprocess.Popen(
         [sys.executable, "-m", "ocrflux.api_server"],
         env=env,
-        cwd=ROOT,
+        cwd=root,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+    if cpus:
+        os.sched_setaffinity(proc.pid, cpus)
     gateway = Process(proc, f"http://127.0.0.1:{port}", port)
     deadline = time.monotonic() + 30
     while True:
@@ -104,15 +120,37 @@ def start_gateway(upstream_port: int, log: IO[bytes], **settings: Any) -> Proces
             time.sleep(0.05)
 
 
+@contextlib.contextmanager
+def checkout(revision: str) -> Iterator[Path]:
+    """A temporary worktree of `revision` (for running an earlier gateway beside this one)."""
+    with tempfile.TemporaryDirectory(prefix="ocrflux-baseline-") as tmp:
+        path = Path(tmp) / "tree"
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), revision],
+            check=True,
+            capture_output=True,
+        )
+        try:
+            yield path
+        finally:
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)],
+                check=False,
+                capture_output=True,
+            )
+
+
 __all__ = [
     "CpuSample",
     "FakeVLLMProcess",
     "Process",
+    "checkout",
     "cpu_seconds",
     "free_port",
     "memory_kib",
     "reset_peak",
     "settle",
     "start_fake",
+    "start_fake_vllm",
     "start_gateway",
 ]

@@ -32,14 +32,27 @@ class Options:
     rss_bytes: int
     rss_hold: float
     gateway_settings: dict[str, str]
+    gateway_cpus: set[int] | None = None  # pin gateways here (None: anywhere)
+    baseline_root: Path | None = None  # an earlier checkout, run beside this one
+    baseline_name: str = ""
 
 
 @contextlib.contextmanager
 def gateway_for(
-    fake: procs.FakeVLLMProcess, mode: Mode, opts: Options, log: IO[bytes]
+    fake: procs.FakeVLLMProcess,
+    mode: Mode,
+    opts: Options,
+    log: IO[bytes],
+    root: Path = procs.ROOT,
 ) -> Iterator[procs.Process]:
     gateway = procs.start_gateway(
-        fake.port, log, prompt_mode=mode, image_max_side=1024, **opts.gateway_settings
+        fake.port,
+        log,
+        root=root,
+        cpus=opts.gateway_cpus,
+        prompt_mode=mode,
+        image_max_side=1024,
+        **opts.gateway_settings,
     )
     try:
         yield gateway
@@ -80,49 +93,73 @@ class Driver:
             return run_streams(url + CHAT, body, w.concurrency, secs)
         return run_wrk(url + CHAT, body_file, self.script, w.concurrency, secs)
 
-    def run(self, gateway: procs.Process, w: Workload) -> WorkloadReport:
+    def run(
+        self, gateway: procs.Process, w: Workload, baseline: procs.Process | None = None
+    ) -> list[WorkloadReport]:
+        """Direct, this gateway and (if given) the baseline gateway, in alternating rounds.
+
+        One report per gateway; both share the direct phases, so "before" and "after" are
+        compared against the same direct figures of the same run.
+        """
         self.fake.control(
             record=False,
             delay=self.opts.service_time,
             **{**DEFAULT_FAKE, "chunk_delay": self.opts.chunk_delay, **w.fake},
         )
+        urls = {"direct": self.fake.url, "gateway": gateway.url}
+        pids = {"gateway": gateway.proc.pid}
+        if baseline is not None:
+            urls["baseline"] = baseline.url
+            pids["baseline"] = baseline.proc.pid
+        bodies = {t: w.direct_body if t == "direct" else w.gateway_body for t in urls}
         files = {}
-        for target, body in (("direct", w.direct_body), ("gateway", w.gateway_body)):
+        for target, body in bodies.items():
             files[target] = self.workdir / f"{w.name}-{target}.json"
             files[target].write_bytes(body)
-        urls = {"direct": self.fake.url, "gateway": gateway.url}
-        bodies = {"direct": w.direct_body, "gateway": w.gateway_body}
-        for target in ("direct", "gateway"):
+        for target in urls:
             check(urls[target], bodies[target], w)
-        report = WorkloadReport(
-            w.name,
-            w.description,
-            w.mode,
-            w.body_bytes,
-            w.concurrency,
-            "ttft" if w.client == "stream" else "request",
-        )
-        for target in ("direct", "gateway"):  # warm pools, caches and the allocator
+
+        def report(name: str) -> WorkloadReport:
+            return WorkloadReport(
+                name,
+                w.description,
+                w.mode,
+                w.body_bytes,
+                w.concurrency,
+                "ttft" if w.client == "stream" else "request",
+            )
+
+        reports = {"gateway": report(w.name)}
+        if baseline is not None:
+            reports["baseline"] = report(f"{w.name} (before: {self.opts.baseline_name})")
+        for target in urls:  # warm pools, caches and the allocator
             self._load(urls[target], files[target], bodies[target], w, self.opts.warmup)
-        pid, fake_pid = gateway.proc.pid, self.fake.proc.pid
-        procs.reset_peak(pid)
+        fake_pid = self.fake.proc.pid
+        for pid in pids.values():
+            procs.reset_peak(pid)
         for round_ in range(self.opts.rounds):
-            for target in ("direct", "gateway"):
-                waited = procs.settle(pid)
-                if waited > 1:
-                    self.say(f"  (gateway busy with abandoned requests for {waited:.1f} s)")
+            for target in urls:
+                for pid in pids.values():
+                    waited = procs.settle(pid)
+                    if waited > 1:
+                        self.say(f"  (a gateway was busy with abandoned work for {waited:.1f} s)")
+                pid = pids.get(target, gateway.proc.pid)
                 gw0, fk0 = procs.cpu_seconds(pid), procs.cpu_seconds(fake_pid)
                 load = self._load(urls[target], files[target], bodies[target], w, self.opts.seconds)
                 gw1, fk1 = procs.cpu_seconds(pid), procs.cpu_seconds(fake_pid)
-                report.phases.append(
-                    Phase(target, load, gw1.total - gw0.total, fk1.total - fk0.total)
-                )
+                cpu = gw1.total - gw0.total if target != "direct" else 0.0
+                phase_target = "direct" if target == "direct" else "gateway"
+                phase = Phase(phase_target, load, cpu, fk1.total - fk0.total)
+                for key, r in reports.items():
+                    if target in ("direct", key):
+                        r.phases.append(phase)
                 self.say(
-                    f"  {w.name} round {round_ + 1} {target:7}: {load.rate:8.1f} req/s "
+                    f"  {w.name} round {round_ + 1} {target:8}: {load.rate:8.1f} req/s "
                     f"p50 {load.p50_ms:8.2f} ms p99 {load.p99_ms:8.2f} ms errors {load.errors}"
                 )
-        report.gateway_peak_rss_mb = procs.memory_kib(pid)["VmHWM"] / 1024
-        return report
+        for key, r in reports.items():
+            r.gateway_peak_rss_mb = procs.memory_kib(pids[key])["VmHWM"] / 1024
+        return list(reports.values())
 
     def rss(self, gateway: procs.Process, mode: Mode) -> RssReport:
         """Peak RSS while `rss_requests` page requests are all in flight at once."""

@@ -138,6 +138,12 @@ def build_workloads(
     # ocrflux mode: the client sends only the image; direct is what the gateway would send.
     page_ocr = chat_body(image_message(page_url, None))
 
+    # The hot-path measurement: a ~282 KiB page request, one at a time.
+    scan = encode(page_image(791, 1024, 8), "JPEG", quality=91)
+    scan_body = chat_body(
+        image_message(data_url("image/jpeg", scan), prompt), max_tokens=4096, temperature=0.0
+    )
+
     photo = encode(page_image(4000, 3000, 8), "JPEG", quality=90)
     photo_body = chat_body(
         image_message(data_url("image/jpeg", photo), prompt), max_tokens=4096, temperature=0.0
@@ -157,6 +163,14 @@ def build_workloads(
             page_pass,
             page_pass,
             concurrency=concurrency,
+        ),
+        Workload(
+            "e_page_seq",
+            f"791x1024 JPEG page ({len(scan) / 1e6:.2f} MB), passthrough, one request at a time",
+            "passthrough",
+            scan_body,
+            scan_body,
+            concurrency=1,
         ),
         Workload(
             "b_page_ocrflux",
