@@ -23,18 +23,45 @@ from ocrflux.errors import APIError
 MAX_DEPTH = 128
 
 
-class BodyShape:
-    """Commas and opening brackets seen so far in a JSON body (count each chunk as it arrives)."""
+# Where a data URL's payload starts. From there to the next quote there is only base64 (no
+# comma or bracket in a real payload), so that stretch, nearly all of a page request, is not
+# scanned: counting it cost 0.5 ms per 0.28 MB page, three times what parsing it costs.
+_PAYLOAD = b";base64,"
 
-    __slots__ = ("commas", "containers")
+
+class BodyShape:
+    """Commas and opening brackets seen so far in a JSON body (count each chunk as it arrives).
+
+    What lies between `;base64,` and the next `"` is skipped. Skipping cannot hide values:
+    that stretch ends at or before the end of the string it started in, so whatever it holds
+    is string content; and a `;base64,` outside any string is invalid JSON, where parsing
+    stops before reaching anything skipped.
+    """
+
+    __slots__ = ("_in_payload", "commas", "containers")
 
     def __init__(self) -> None:
         self.commas = 0
         self.containers = 0
+        self._in_payload = False  # a chunk ended inside a payload
 
     def add(self, chunk: bytes) -> None:
-        self.commas += chunk.count(b",")
-        self.containers += chunk.count(b"[") + chunk.count(b"{")
+        start, end = 0, len(chunk)
+        while start < end:
+            if self._in_payload:
+                close = chunk.find(b'"', start)
+                if close < 0:
+                    return
+                self._in_payload = False
+                start = close
+            payload = chunk.find(_PAYLOAD, start)
+            stop = end if payload < 0 else payload
+            self.commas += chunk.count(b",", start, stop)
+            self.containers += chunk.count(b"[", start, stop) + chunk.count(b"{", start, stop)
+            if payload < 0:
+                return
+            self._in_payload = True
+            start = payload + len(_PAYLOAD)
 
     @property
     def items(self) -> int:

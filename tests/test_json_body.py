@@ -33,6 +33,33 @@ def test_shape_counts_commas_and_opening_brackets_across_chunks() -> None:
     assert (shape.commas, shape.containers, shape.items) == (3, 3, 6)
 
 
+def test_data_url_payloads_are_skipped_wherever_the_chunks_split_them() -> None:
+    body = (
+        b'{"a": [1, {"url": "data:image/png;base64,QUJD+/=="}, 2], '
+        b'"b": "x;base64,,,[{", "c": [3, 4]}'
+    )
+    # By hand: outside the two payloads (each from ";base64," to the next quote) there are
+    # 5 commas and 4 opening brackets; counting everything finds 9 and 6.
+    whole = shape_of(body)
+    assert (whole.commas, whole.containers) == (5, 4)
+    assert (body.count(b","), body.count(b"[") + body.count(b"{")) == (9, 6)
+    starts = [i for i in range(len(body)) if body.startswith(b";base64,", i)]
+    inside_a_marker = {cut for i in starts for cut in range(i + 1, i + len(b";base64,"))}
+    for cut in range(len(body) + 1):
+        shape = shape_of(body[:cut], body[cut:])
+        if cut in inside_a_marker:  # that payload is then counted: more, never less
+            assert 5 <= shape.commas <= 9 and 4 <= shape.containers <= 6, cut
+        else:
+            assert (shape.commas, shape.containers) == (5, 4), cut
+
+
+def test_values_after_a_payload_are_counted() -> None:
+    parts = b",".join([b"[]"] * 500)
+    body = b'{"u": "data:x;base64,AAAA", "v": [' + parts + b"]}"
+    shape = shape_of(body)
+    assert shape.commas == 500 and shape.containers == 502
+
+
 def test_parsing_is_refused_when_the_items_exceed_the_limit() -> None:
     parts = b",".join([b'{"type":"text","text":""}'] * 2000)
     body = b'{"model":"m","messages":[{"role":"user","content":[' + parts + b"]}]}"
