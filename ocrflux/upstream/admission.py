@@ -107,8 +107,11 @@ class Admission:
             self._held.pop(flow, None)
         if held_for is not None:
             self.mean_hold += 0.1 * (held_for - self.mean_hold)
-        if self.queued:
+        while self.queued:
             waiter = self._next_waiter()
+            if waiter.future.done():
+                # Cancelled a moment ago: its task has not yet run to take itself out.
+                continue
             self._held[waiter.flow] = self._held.get(waiter.flow, 0) + 1
             waiter.future.set_result(None)  # the slot moves over; in_use stays
             return

@@ -80,6 +80,24 @@ async def test_a_slot_handed_to_a_call_cancelled_at_that_moment_is_passed_on() -
     assert admission.in_use == 1 and admission.held("b") == 0 and admission.held("c") == 1
 
 
+async def test_waiters_cancelled_just_before_a_release_do_not_swallow_the_slot() -> None:
+    # A client that left cancels its calls; before their tasks run again, another call may
+    # finish and hand its slot on: it must skip them, not lose the slot.
+    admission = Admission(limit=2, max_queue=10, timeout=5)
+    await admission.acquire("a")
+    await admission.acquire("b")
+    gone = [asyncio.ensure_future(admission.acquire("gone")) for _ in range(3)]
+    await settle()
+    for task in gone:
+        task.cancel()
+    admission.release("a")  # no settling in between: the cancelled waiters are still queued
+    admission.release("b")
+    await asyncio.gather(*gone, return_exceptions=True)
+    assert admission.in_use == 0 and admission.queued == 0
+    assert admission.held("gone") == 0
+    assert await admission.acquire("next") == 0.0  # the slots are really free
+
+
 async def test_fair_share_a_single_request_overtakes_a_document_queue() -> None:
     admission = Admission(limit=4, max_queue=1000, timeout=30)
     order: list[str] = []
