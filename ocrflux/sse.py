@@ -130,8 +130,11 @@ class EventStream(StreamingResponse):
         *,
         write_timeout: float,
         on_close: Callable[[], Awaitable[None]] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(content, media_type="text/event-stream", headers=SSE_HEADERS)
+        super().__init__(
+            content, media_type="text/event-stream", headers={**SSE_HEADERS, **(headers or {})}
+        )
         self.write_timeout = write_timeout
         self.on_close = on_close
 

@@ -11,10 +11,12 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from ocrflux.settings import Settings
+from tests.documents.pdfs import Page, make_pdf, page_json
 from tests.support import FakeVLLMProcess, Process
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 CHAT = "/v1/chat/completions"
+PAGE_JSON = page_json("# A page\n\nSome text.")
 
 
 def scrape(gateway: Process, **headers: str) -> Samples:
@@ -90,3 +92,28 @@ def test_metrics_can_require_a_key(
     wrong = httpx.get(f"{gateway.url}/metrics", headers={"authorization": "Bearer scrape-me-not"})
     assert wrong.status_code == 401
     assert scrape(gateway, authorization="Bearer scrape-me")
+
+
+def test_documents_are_counted_by_outcome(
+    make_gateway: Callable[..., Process], fake: FakeVLLMProcess
+) -> None:
+    gateway = make_gateway(prompt_mode="ocrflux")
+    fake.control(answer=PAGE_JSON)
+    pdf = base64.b64encode(make_pdf([Page(), Page()])).decode()
+    body = {
+        "model": "m",
+        "document": {"type": "document_url", "document_url": f"data:application/pdf;base64,{pdf}"},
+    }
+    before = scrape(gateway)
+    assert httpx.post(f"{gateway.url}/v1/ocr", json=body, timeout=60).status_code == 200
+    after = scrape(gateway)
+    assert (
+        value(after, "ocrflux_documents_total", outcome="ok")
+        - value(before, "ocrflux_documents_total", outcome="ok")
+        == 1
+    )
+    assert (
+        value(after, "ocrflux_pages_total", engine="vllm")
+        - value(before, "ocrflux_pages_total", engine="vllm")
+        == 2
+    )

@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from ocrflux.documents.loading import DocumentLoader
 from ocrflux.documents.pipeline import (
@@ -26,10 +26,11 @@ from ocrflux.documents.sources import DocumentRejected, parse_pages
 from ocrflux.documents.tables import tables_to_markdown
 from ocrflux.engines.base import BACKEND_HEADER, PageJob, engines_used
 from ocrflux.errors import APIError
+from ocrflux.metrics import record_documents
 from ocrflux.protocol import json_response
 from ocrflux.settings import Settings
 from ocrflux.shaping import normalize_checkboxes
-from ocrflux.sse import SSE_HEADERS, named_event
+from ocrflux.sse import EventStream, named_event
 
 logger = logging.getLogger("ocrflux.documents")
 
@@ -73,10 +74,14 @@ class OCRService:
         del data
         events = self._events(source, selection, PageJob(request_id), request)
         if request.stream:
-            # The engine pages are expected to go to; each page event says which read it.
-            headers = {**SSE_HEADERS, BACKEND_HEADER: self.reader.engine.name}
-            return StreamingResponse(
-                answer.stream(events), media_type="text/event-stream", headers=headers
+            # Bounded like every stream: a client that stops reading is cut (and its pages
+            # cancelled) after CLIENT_WRITE_TIMEOUT. The backend header names the engine
+            # pages are expected to go to; each page event says which read it.
+            return EventStream(
+                answer.stream(events),
+                write_timeout=self.settings.client_write_timeout,
+                on_close=events.aclose,
+                headers={BACKEND_HEADER: self.reader.engine.name},
             )
         try:
             async with asyncio.timeout(self.settings.document_timeout):
@@ -96,11 +101,18 @@ class OCRService:
     async def _events(
         self, source: PageSource, selection: list[int], job: PageJob, request: OCRRequest
     ) -> AsyncGenerator[DocumentEvent, None]:
+        outcome = "failed"
         try:
             merge = not request.skip_cross_page_merge
             async for event in self.reader.read(source, selection, job, merge=merge):
+                if isinstance(event, DocumentRead):
+                    outcome = "ok"
                 yield event
+        except (GeneratorExit, asyncio.CancelledError):
+            outcome = "abandoned" if outcome == "failed" else outcome
+            raise
         finally:
+            record_documents(outcome)
             await source.aclose()
 
     def _select(self, request: OCRRequest, num_pages: int) -> list[int]:
