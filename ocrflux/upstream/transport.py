@@ -202,7 +202,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
     def __init__(self, max_connections: int = 256, max_keepalive: int = 64) -> None:
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
         self.max_connections = max_connections
-        self._slots = asyncio.BoundedSemaphore(max_connections)
+        self._free = max_connections  # slots: connections that may still be opened
+        self._waiters: list[asyncio.Future[None]] = []
         self._max_keepalive = max_keepalive
         self._fallback: httpx.AsyncHTTPTransport | None = None
         self._closed = False
@@ -212,7 +213,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
     @property
     def free_slots(self) -> int:
         """Connections that could still be opened."""
-        return self._slots._value
+        return self._free
 
     @property
     def idle_connections(self) -> int:
@@ -313,16 +314,27 @@ class LeanTransport(httpx.AsyncBaseTransport):
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _acquire(self, key: tuple[str, int], timeouts: Timeouts) -> _Connection:
-        idle = self._idle.get(key)
-        while idle:
-            conn = idle.pop()
-            if not conn.closed:
-                conn.reused = True
-                return conn
-            self._discard(conn)  # the server closed it while idle
+        """An idle connection to `key`, or a new one once the pool has room.
+
+        Waiting for room ends when a slot frees *or* a connection goes idle: an idle one to
+        `key` is taken, an idle one to another origin is closed to make room.
+        """
         try:
             async with asyncio.timeout(timeouts.pool):
-                await self._slots.acquire()
+                while True:
+                    conn = self._take_idle(key)
+                    if conn is not None:
+                        return conn
+                    if self._free > 0 or self._evict_idle():
+                        self._free -= 1
+                        break
+                    waiter = asyncio.get_running_loop().create_future()
+                    self._waiters.append(waiter)
+                    try:
+                        await waiter
+                    finally:
+                        if waiter in self._waiters:
+                            self._waiters.remove(waiter)
         except TimeoutError:
             raise httpx.PoolTimeout("no free upstream connection in time") from None
         loop = asyncio.get_running_loop()
@@ -330,16 +342,45 @@ class LeanTransport(httpx.AsyncBaseTransport):
             async with asyncio.timeout(timeouts.connect):
                 _, conn = await loop.create_connection(_Connection, key[0], key[1])
         except TimeoutError:
-            self._slots.release()
+            self._give_back_slot()
             raise httpx.ConnectTimeout(f"connecting to {key[0]}:{key[1]} timed out") from None
         except OSError as exc:
-            self._slots.release()
+            self._give_back_slot()
             raise httpx.ConnectError(f"cannot connect to {key[0]}:{key[1]}: {exc}") from None
         except BaseException:
-            self._slots.release()
+            self._give_back_slot()
             raise
         conn.key = key
         return conn
+
+    def _take_idle(self, key: tuple[str, int]) -> _Connection | None:
+        idle = self._idle.get(key)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                conn.reused = True
+                return conn
+            self._discard(conn)  # the server closed it while idle
+        return None
+
+    def _evict_idle(self) -> bool:
+        """Close one idle connection (to any origin) to free its slot; False if none."""
+        for idle in self._idle.values():
+            if idle:
+                self._discard(idle.pop(0))  # the longest idle
+                return True
+        return False
+
+    def _give_back_slot(self) -> None:
+        self._free += 1
+        self._wake()
+
+    def _wake(self) -> None:
+        """Let every call waiting for room look again (a slot or an idle connection)."""
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def release(self, conn: _Connection) -> None:
         """Back to the idle list when the response was read to its end, else closed."""
@@ -352,12 +393,13 @@ class LeanTransport(httpx.AsyncBaseTransport):
             return
         conn._reset()
         idle.append(conn)
+        self._wake()
 
     def _discard(self, conn: _Connection) -> None:
         conn.close()
         if not conn.slot_released:
             conn.slot_released = True
-            self._slots.release()
+            self._give_back_slot()
 
     async def aclose(self) -> None:
         self._closed = True

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 
-from ocrflux.upstream.transport import LeanTransport
+from ocrflux.upstream.transport import LeanTransport, Timeouts
 from tests.support import free_port
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -31,6 +31,7 @@ class Server:
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
         self.connections = 0
+        self.requests = 0  # counted by handlers that care
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -160,18 +161,87 @@ async def test_nothing_listening_is_a_connect_error() -> None:
             await c.post(f"http://127.0.0.1:{free_port()}/", content=b"{}")
 
 
-async def test_idle_connection_closed_by_the_server_is_replaced(serve) -> None:
+async def test_idle_connection_the_client_saw_closed_is_replaced_without_a_resend(serve) -> None:
+    closed = asyncio.Event()
+
     async def one_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
+        server.requests += 1
         writer.write(answer(b"ok"))  # keep-alive promised, then closed anyway
         await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+        closed.set()
 
     server, url = await serve(one_then_close)
-    async with client() as c:
+    transport = LeanTransport(max_connections=4, max_keepalive=2)
+    async with httpx.AsyncClient(transport=transport, timeout=5) as c:
         assert (await c.post(url, content=b"{}")).content == b"ok"
-        await asyncio.sleep(0.05)
+        await closed.wait()
+        for _ in range(1000):  # loop turns (not time) until the client has read the FIN
+            if all(conn.closed for idle in transport._idle.values() for conn in idle):
+                break
+            await asyncio.sleep(0)
+        assert transport.idle_connections == 1  # still listed, known dead
         assert (await c.post(url, content=b"{}")).content == b"ok"
-    assert server.connections == 2
+    # Found dead when taken from the idle list: a new connection, nothing sent twice.
+    assert (server.connections, server.requests, transport.stale_retries) == (2, 2, 0)
+
+
+async def test_idle_connection_closed_as_it_is_reused_gets_the_request_once_more(serve) -> None:
+    async def close_on_the_second(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await read_request(reader)
+        server.requests += 1
+        if server.connections == 1:
+            writer.write(answer(b"first"))
+            await writer.drain()
+            await read_request(reader)  # the reused connection's request: closed unanswered
+            server.requests += 1
+            return
+        writer.write(answer(b"second"))
+        await writer.drain()
+
+    server, url = await serve(close_on_the_second)
+    transport = LeanTransport(max_connections=4, max_keepalive=2)
+    async with httpx.AsyncClient(transport=transport, timeout=5) as c:
+        assert (await c.post(url, content=b"{}")).content == b"first"
+        assert (await c.post(url, content=b"{}")).content == b"second"
+    # Nothing came back on the reused connection: the request is sent again, once.
+    assert (server.connections, server.requests, transport.stale_retries) == (2, 3, 1)
+
+
+@pytest.mark.parametrize("partial", [b"HTTP/1.1 2", b"HTTP/1.1 200 OK\r\ncontent-le"])
+async def test_a_reused_connection_that_started_answering_is_not_sent_again(
+    serve, partial: bytes
+) -> None:
+    async def answer_then_break(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        server.requests += 1
+        writer.write(answer(b"first"))
+        await writer.drain()
+        await read_request(reader)
+        server.requests += 1
+        writer.write(partial)  # the upstream has the request and began to answer ...
+        await writer.drain()  # ... then the connection breaks
+
+    server, url = await serve(answer_then_break)
+    transport = LeanTransport(max_connections=4, max_keepalive=2)
+    async with httpx.AsyncClient(transport=transport, timeout=5) as c:
+        assert (await c.post(url, content=b"{}")).content == b"first"
+        with pytest.raises(httpx.TransportError):
+            await c.post(url, content=b"{}")
+        # The hot path (`roundtrip`) makes the same decision.
+        port = int(url.rsplit(":", 1)[1])
+        head = b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n"
+        timeouts = Timeouts(5, 5, 5, 5)
+        assert (await transport.roundtrip("127.0.0.1", port, head, b"{}", timeouts, 1000))[2] == (
+            b"first"
+        )
+        with pytest.raises(httpx.TransportError):
+            await transport.roundtrip("127.0.0.1", port, head, b"{}", timeouts, 1000)
+    assert (server.requests, transport.stale_retries) == (4, 0)  # each sent exactly once
 
 
 async def test_closing_a_stream_early_closes_its_connection(serve) -> None:
@@ -195,16 +265,54 @@ async def test_closing_a_stream_early_closes_its_connection(serve) -> None:
 
 
 async def test_pool_limit_waits_then_times_out(serve) -> None:
-    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        await asyncio.sleep(1)
-        writer.write(answer(b"late"))
-        await writer.drain()
+    held: list[asyncio.Event] = []
+    all_held, third_arrived = asyncio.Event(), asyncio.Event()
 
-    _, url = await serve(slow)
-    async with client(pool=0.2) as c:
-        busy = [asyncio.ensure_future(c.post(url, content=b"{}")) for _ in range(4)]
-        await asyncio.sleep(0.1)
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            server.requests += 1
+            release = asyncio.Event()
+            held.append(release)
+            if len(held) == 2:
+                all_held.set()
+            if len(held) == 3:
+                third_arrived.set()
+            await release.wait()
+            writer.write(answer(b"late"))
+            await writer.drain()
+
+    server, url = await serve(hold)
+    transport = LeanTransport(max_connections=2, max_keepalive=2)
+    async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5, pool=0.2)) as c:
+        busy = [asyncio.ensure_future(c.post(url, content=b"{}")) for _ in range(2)]
+        await all_held.wait()  # both connections are taken, their requests held
+        assert transport.free_slots == 0
         with pytest.raises(httpx.PoolTimeout):
             await c.post(url, content=b"{}")
-        assert all(r.content == b"late" for r in await asyncio.gather(*busy))
+        assert server.connections == 2  # it waited for a slot; it never connected
+        waiter = asyncio.ensure_future(c.post(url, content=b"{}", timeout=httpx.Timeout(5)))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not waiter.done()  # still waiting for a free connection
+        held[0].set()  # one held request is answered: its connection comes free
+        assert (await busy[0]).content == b"late"
+        await third_arrived.wait()  # the waiter's request reached the server on that connection
+        held[2].set()
+        assert (await waiter).content == b"late"
+        held[1].set()
+        assert (await busy[1]).content == b"late"
+    assert (server.connections, server.requests) == (2, 3)
+
+
+async def test_a_full_pool_of_idle_connections_makes_room_for_another_origin(serve) -> None:
+    a, url_a = await serve(echo_forever)
+    b, url_b = await serve(echo_forever)
+    transport = LeanTransport(max_connections=1, max_keepalive=1)
+    async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5, pool=1)) as c:
+        assert (await c.post(url_a, content=b"a")).content == b"got a"
+        assert transport.idle_connections == 1 and transport.free_slots == 0
+        # One replica's idle connection must not lock every other replica out of the pool.
+        assert (await c.post(url_b, content=b"b")).content == b"got b"
+        assert (await c.post(url_a, content=b"a")).content == b"got a"
+    assert (a.connections, b.connections) == (2, 1)
