@@ -28,8 +28,10 @@ def _ready(gateway: Process) -> tuple[int, dict[str, Any]]:
 
 
 def test_ready_follows_the_server(make_gateway: Callable[..., Process], vllm: RealVLLM) -> None:
-    # No background polling: every /ready call checks vLLM there and then.
-    gateway = make_gateway(prompt_mode="passthrough", health_check_interval=0, max_retries=0)
+    # No background polling and no /ready cache: every /ready call checks vLLM there and then.
+    gateway = make_gateway(
+        prompt_mode="passthrough", health_check_interval=0, ready_cache_seconds=0, max_retries=0
+    )
 
     status, body = _ready(gateway)
     assert status == 200, body
