@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 from PIL import Image, ImageDraw
 
-from ocrflux.images import ImageOptions, prepare_inline
+from ocrflux.intake.images import ImageOptions, prepare_inline
 
 MODEL = "ChatDOC/OCRFlux-3B"
 LINE = "The quick brown fox jumps over the lazy dog 0123456789. " * 3

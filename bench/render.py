@@ -35,7 +35,7 @@ from PIL import Image
 from ocrflux.documents.png import encode_png
 from ocrflux.documents.raster import render_page
 from ocrflux.documents.render import DocumentRenderer
-from ocrflux.images import PreparedImage
+from ocrflux.intake.images import PreparedImage
 from tests.documents.pdfs import scanned_pdf, text_heavy_pdf
 
 TARGET = 50.0

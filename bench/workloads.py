@@ -16,7 +16,7 @@ from typing import Any, Literal
 import orjson
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
-from ocrflux.page_format import build_page_prompt
+from ocrflux.format.page import build_page_prompt
 
 MODEL = "ChatDOC/OCRFlux-3B"
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "pages"

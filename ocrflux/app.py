@@ -18,9 +18,9 @@ from ocrflux.documents.service import OCRService
 from ocrflux.edge import Edge
 from ocrflux.engines.factory import build_engines, require_local_engine
 from ocrflux.errors import install_handlers
+from ocrflux.intake.preparation import ImagePreparer
 from ocrflux.metrics import watch_upstream
 from ocrflux.pages import PageReader
-from ocrflux.preparation import ImagePreparer
 from ocrflux.routes import HOT_ROUTES, ROUTERS
 from ocrflux.settings import Settings
 from ocrflux.upstream import LeanTransport, Upstream

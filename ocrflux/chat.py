@@ -13,15 +13,15 @@ from starlette.responses import Response
 
 from ocrflux.engines.base import BACKEND_HEADER
 from ocrflux.errors import APIError, from_validation_error, request_timeout
-from ocrflux.images import ImageRejected, PreparedImage, Probe
+from ocrflux.format.checkboxes import normalize_checkboxes
+from ocrflux.intake.images import ImageRejected, PreparedImage, Probe
+from ocrflux.intake.preparation import ImagePreparer
+from ocrflux.intake.tokens import ContextTooSmall, estimate_text_tokens
 from ocrflux.metrics import record_images
 from ocrflux.pages import PageReader
-from ocrflux.preparation import ImagePreparer
 from ocrflux.protocol import ChatCompletionRequest, file_param, image_param, json_response
 from ocrflux.settings import Settings
-from ocrflux.shaping import normalize_checkboxes
 from ocrflux.sse import EventStream, ModelRewriter, relay
-from ocrflux.tokens import ContextTooSmall, estimate_text_tokens
 from ocrflux.upstream import Upstream
 
 logger = logging.getLogger("ocrflux.chat")

@@ -27,8 +27,9 @@ from ocrflux.documents.pipeline import (
 )
 from ocrflux.engines.base import BACKEND_HEADER, PageJob, engines_used
 from ocrflux.errors import APIError, request_timeout
+from ocrflux.format.page import PageResponse
+from ocrflux.format.shaping import infer_output_format, shape_document, shape_pages
 from ocrflux.metrics import record_images
-from ocrflux.page_format import PageResponse
 from ocrflux.protocol import (
     ChatCompletionRequest,
     ContentPart,
@@ -41,7 +42,6 @@ from ocrflux.protocol import (
     new_completion_id,
 )
 from ocrflux.settings import Settings
-from ocrflux.shaping import infer_output_format, shape_document, shape_pages
 from ocrflux.sse import DONE, EventStream, event
 
 logger = logging.getLogger("ocrflux.pages")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from ocrflux import preparation
+from ocrflux.intake import preparation
 
 
 def bmp_url(size: tuple[int, int]) -> str:

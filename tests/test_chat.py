@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from ocrflux import preparation
 from ocrflux.app import create_app
+from ocrflux.intake import preparation
 from ocrflux.settings import Settings
 from tests.asgi_support import bmp_url, call
 from tests.support import FakeVLLMProcess

@@ -13,8 +13,9 @@ import re
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ocrflux.page_tables import _read_rows, table_rows, table_spans
-from ocrflux.shaping import _heading, _protected_spans, _strip_tags
+from ocrflux.format.checkboxes import _protected_spans
+from ocrflux.format.html_tables import _read_rows, table_rows, table_spans
+from ocrflux.format.shaping import _heading, _strip_tags
 
 OLD_PROTECTED = re.compile(
     r"```.*?(?:```|\Z)|`[^`\n]+`|\$\$.*?\$\$|\$[^$\n]+\$|\\\(.*?\\\)|\\\[.*?\\\]", re.DOTALL

@@ -15,8 +15,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from ocrflux.engines.vllm_calls import CHAT_TEMPLATE_TEXT
-from ocrflux.page_format import build_page_prompt
-from ocrflux.tokens import estimate_text_tokens, image_tokens
+from ocrflux.format.page import build_page_prompt
+from ocrflux.intake.tokens import estimate_text_tokens, image_tokens
 from tests.support import FakeVLLMProcess, Process
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pages"

@@ -14,8 +14,8 @@ from ocrflux import pages as pages_module
 from ocrflux.documents.loading import SingleImage
 from ocrflux.documents.pipeline import DocumentReader
 from ocrflux.engines.base import MergeAnswer, PageJob, PageResult, TableMergeAnswer
-from ocrflux.images import PreparedImage
-from ocrflux.page_format import PageResponse
+from ocrflux.format.page import PageResponse
+from ocrflux.intake.images import PreparedImage
 from ocrflux.pages import SHAPE_ON_LOOP_LIMIT, PageReader
 from ocrflux.protocol import ChatCompletionRequest
 from ocrflux.settings import Settings

@@ -18,10 +18,10 @@ from ocrflux.documents.pipeline import PageImage, PageSource
 from ocrflux.documents.render import DocumentRenderer, OpenDocument
 from ocrflux.documents.sources import DocumentRejected
 from ocrflux.errors import APIError
-from ocrflux.fetch import RemoteFetcher
-from ocrflux.image_input import ImageRejected, decode_base64, format_mb, split_inline
-from ocrflux.images import ImageOptions, PreparedImage, Probe
-from ocrflux.preparation import ImagePreparer
+from ocrflux.intake.fetch import RemoteFetcher
+from ocrflux.intake.image_input import ImageRejected, decode_base64, format_mb, split_inline
+from ocrflux.intake.images import ImageOptions, PreparedImage, Probe
+from ocrflux.intake.preparation import ImagePreparer
 
 # Magic bytes that make an `image_url` a document rather than one image: PDF, and TIFF (which
 # may hold many pages).

@@ -16,19 +16,19 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterable, 
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-from ocrflux.documents.merge import (
+from ocrflux.documents.sources import DocumentRejected
+from ocrflux.engines.base import PageEngine, PageJob, PageResult
+from ocrflux.errors import APIError
+from ocrflux.format.merge import (
     assemble,
     page_elements,
     plan_table_merges,
     table_merge_inputs,
 )
-from ocrflux.documents.sources import DocumentRejected
-from ocrflux.engines.base import PageEngine, PageJob, PageResult
-from ocrflux.errors import APIError
-from ocrflux.images import ImageRejected, PreparedImage
+from ocrflux.format.page import render_page
+from ocrflux.intake.images import ImageRejected, PreparedImage
 from ocrflux.metrics import record_pages
 from ocrflux.observability import add_pages
-from ocrflux.page_format import render_page
 from ocrflux.protocol import Usage
 
 logger = logging.getLogger("ocrflux.documents")

@@ -1,7 +1,7 @@
 """Rasterizing, the render pool's side: PDF pages (pdfium) and image frames to PNG pages.
 
 Runs in the worker processes of `ocrflux.documents.render.DocumentRenderer` (pdfium is not
-thread-safe). Each page comes out at the toolkit's size (`ocrflux.images.toolkit_size`).
+thread-safe). Each page comes out at the toolkit's size (`ocrflux.intake.images.toolkit_size`).
 Workers keep a few open PDFs by path, so a page costs a small task message.
 """
 
@@ -22,9 +22,9 @@ from PIL import Image
 
 from ocrflux.documents.png import encode_png
 from ocrflux.documents.sources import DocumentKind, DocumentRejected
-from ocrflux.image_headers import HeaderRefused, strip_metadata
-from ocrflux.image_input import ImageRejected, sniff_mime
-from ocrflux.images import (
+from ocrflux.intake.image_headers import HeaderRefused, strip_metadata
+from ocrflux.intake.image_input import ImageRejected, sniff_mime
+from ocrflux.intake.images import (
     MAX_ASPECT_RATIO,
     check_size,
     decode_upright,

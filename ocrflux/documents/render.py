@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from ocrflux.documents.raster import inspect_document, render_page, worker_init
 from ocrflux.documents.sources import DocumentKind, DocumentRejected, sniff_document
-from ocrflux.images import PreparedImage
+from ocrflux.intake.images import PreparedImage
 
 T = TypeVar("T")
 

@@ -23,13 +23,13 @@ from ocrflux.documents.pipeline import (
 )
 from ocrflux.documents.protocol import OCRRequest, ocr_body, page_object
 from ocrflux.documents.sources import DocumentRejected, parse_pages
-from ocrflux.documents.tables import tables_to_markdown
 from ocrflux.engines.base import BACKEND_HEADER, PageJob, engines_used
 from ocrflux.errors import APIError
+from ocrflux.format.checkboxes import normalize_checkboxes
+from ocrflux.format.pipe_tables import tables_to_markdown
 from ocrflux.metrics import record_documents
 from ocrflux.protocol import json_response
 from ocrflux.settings import Settings
-from ocrflux.shaping import normalize_checkboxes
 from ocrflux.sse import EventStream, named_event
 
 logger = logging.getLogger("ocrflux.documents")

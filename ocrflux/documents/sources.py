@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from ocrflux.image_input import ImageRejected, describe, sniff_mime
+from ocrflux.intake.image_input import ImageRejected, describe, sniff_mime
 
 DocumentKind = Literal["pdf", "image", "tiff"]
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ocrflux.errors import APIError
-from ocrflux.images import PreparedImage
-from ocrflux.page_format import PageResponse
+from ocrflux.format.page import PageResponse
+from ocrflux.intake.images import PreparedImage
 from ocrflux.protocol import Usage
 
 

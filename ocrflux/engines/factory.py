@@ -9,7 +9,7 @@ from ocrflux.engines.failover import FailoverEngine
 from ocrflux.engines.local.availability import check_available
 from ocrflux.engines.local.engine import LocalEngine
 from ocrflux.engines.vllm import VLLMEngine
-from ocrflux.preparation import ImagePreparer
+from ocrflux.intake.preparation import ImagePreparer
 from ocrflux.settings import Settings
 from ocrflux.upstream import Upstream
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 
 from ocrflux.engines.base import MergeAnswer, PageEngine, PageJob, PageResult, TableMergeAnswer
-from ocrflux.images import PreparedImage
+from ocrflux.intake.images import PreparedImage
 from ocrflux.upstream import Upstream
 
 logger = logging.getLogger("ocrflux.engines")

@@ -16,16 +16,16 @@ from ocrflux.engines.base import MergeAnswer, PageJob, PageResult, TableMergeAns
 from ocrflux.engines.vllm_calls import CHAT_TEMPLATE_TEXT, call_body, toolkit_temperature
 from ocrflux.engines.vllm_merge import MergeAsker
 from ocrflux.errors import APIError
-from ocrflux.images import ImageRejected, PreparedImage
-from ocrflux.page_format import build_page_prompt, parse_page_response
-from ocrflux.preparation import ImagePreparer
-from ocrflux.settings import Settings
-from ocrflux.tokens import (
+from ocrflux.format.page import build_page_prompt, parse_page_response
+from ocrflux.intake.images import ImageRejected, PreparedImage
+from ocrflux.intake.preparation import ImagePreparer
+from ocrflux.intake.tokens import (
     IMAGE_WRAPPER_TOKENS,
     ContextTooSmall,
     estimate_text_tokens,
     image_tokens,
 )
+from ocrflux.settings import Settings
 from ocrflux.upstream import Upstream
 
 logger = logging.getLogger("ocrflux.engines.vllm")

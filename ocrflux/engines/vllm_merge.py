@@ -4,7 +4,7 @@ Asked exactly as the toolkit asks them (`client.py` `build_element_merge_detect_
 `build_html_table_merge_query`): one user message, the prompt text first, then a 28x28 black
 image (the model was trained with one image per prompt), greedy first and re-asked with the
 temperature raised by 0.1 while the answer does not parse. Answers are parsed as data
-(`ocrflux.documents.merge`), never evaluated; whatever fails means "no merge" — a merge is an
+(`ocrflux.format.merge`), never evaluated; whatever fails means "no merge" — a merge is an
 improvement, and never a reason to fail a document.
 """
 
@@ -19,14 +19,14 @@ from typing import TypeVar
 import pybase64
 from PIL import Image
 
-from ocrflux.documents.merge import parse_merge_pairs, parse_table_merge
 from ocrflux.engines.base import MergeAnswer, PageJob, TableMergeAnswer
 from ocrflux.engines.vllm_calls import CHAT_TEMPLATE_TEXT, call_body, toolkit_temperature
 from ocrflux.errors import APIError
-from ocrflux.page_format import build_element_merge_detect_prompt, build_html_table_merge_prompt
+from ocrflux.format.merge import parse_merge_pairs, parse_table_merge
+from ocrflux.format.page import build_element_merge_detect_prompt, build_html_table_merge_prompt
+from ocrflux.intake.tokens import IMAGE_WRAPPER_TOKENS, estimate_text_tokens, image_tokens
 from ocrflux.protocol import Usage
 from ocrflux.settings import Settings
-from ocrflux.tokens import IMAGE_WRAPPER_TOKENS, estimate_text_tokens, image_tokens
 from ocrflux.upstream import Upstream
 
 logger = logging.getLogger("ocrflux.engines.vllm")

@@ -15,7 +15,7 @@ from typing import Any
 
 from PIL import Image
 
-from ocrflux.images import toolkit_size
+from ocrflux.intake.images import toolkit_size
 from tests.documents.pdfs import Page, corrupt_pdf, distinct_sizes, make_pdf, page_json
 from tests.support import FakeVLLMProcess
 

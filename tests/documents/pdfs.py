@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import orjson
 from PIL import Image
 
-from ocrflux.images import toolkit_size
-from ocrflux.page_format import build_element_merge_detect_prompt, build_html_table_merge_prompt
+from ocrflux.format.page import build_element_merge_detect_prompt, build_html_table_merge_prompt
+from ocrflux.intake.images import toolkit_size
 
 LETTER = (612.0, 792.0)
 A4 = (595.276, 841.89)
@@ -345,7 +345,7 @@ class Scenario:
     `table_merges`: the table-merge answer for each (table 1, table 2) the toolkit would send,
     in the toolkit's order (a chain's later call sees the earlier result). `document_text`:
     the merged document, worked out by hand (the gateway's rule: the toolkit would leave a
-    space after each merged table, see `ocrflux.documents.merge`).
+    space after each merged table, see `ocrflux.format.merge`).
     """
 
     name: str
@@ -374,7 +374,7 @@ class Scenario:
 
     def detect_prompts(self) -> dict[str, str]:
         """Merge-detect prompt text -> the model's answer (for a fake that keys on prompts)."""
-        from ocrflux.documents.merge import page_elements
+        from ocrflux.format.merge import page_elements
 
         return {
             build_element_merge_detect_prompt(

@@ -12,8 +12,8 @@ import httpx
 import orjson
 import pytest
 
-from ocrflux.documents.merge import page_elements
-from ocrflux.page_format import build_element_merge_detect_prompt
+from ocrflux.format.merge import page_elements
+from ocrflux.format.page import build_element_merge_detect_prompt
 from tests.documents.pdfs import (
     SCENARIOS,
     Page,

@@ -18,8 +18,8 @@ from ocrflux.documents.pipeline import (
 )
 from ocrflux.engines.base import MergeAnswer, PageJob, PageResult, TableMergeAnswer
 from ocrflux.errors import APIError
-from ocrflux.images import PreparedImage
-from ocrflux.page_format import PageResponse
+from ocrflux.format.page import PageResponse
+from ocrflux.intake.images import PreparedImage
 from ocrflux.protocol import Usage
 
 JOB = PageJob("req-1")

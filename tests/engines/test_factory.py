@@ -18,7 +18,7 @@ from ocrflux.engines.factory import (
 from ocrflux.engines.failover import FailoverEngine
 from ocrflux.engines.local.engine import LocalEngine
 from ocrflux.engines.vllm import VLLMEngine
-from ocrflux.preparation import ImagePreparer
+from ocrflux.intake.preparation import ImagePreparer
 from ocrflux.settings import Settings
 from ocrflux.upstream import Upstream
 

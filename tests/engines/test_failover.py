@@ -16,8 +16,8 @@ from ocrflux.engines.base import (
 )
 from ocrflux.engines.failover import FailoverEngine, upstream_down
 from ocrflux.errors import APIError
-from ocrflux.images import PreparedImage
-from ocrflux.page_format import PageResponse
+from ocrflux.format.page import PageResponse
+from ocrflux.intake.images import PreparedImage
 from ocrflux.settings import Settings
 from ocrflux.upstream import State, Upstream
 

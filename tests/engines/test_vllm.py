@@ -15,9 +15,9 @@ from ocrflux.engines.base import PageJob
 from ocrflux.engines.vllm import VLLMEngine, is_request_error, page_error
 from ocrflux.engines.vllm_calls import toolkit_temperature
 from ocrflux.errors import APIError
-from ocrflux.images import PreparedImage
-from ocrflux.page_format import build_page_prompt
-from ocrflux.preparation import ImagePreparer
+from ocrflux.format.page import build_page_prompt
+from ocrflux.intake.images import PreparedImage
+from ocrflux.intake.preparation import ImagePreparer
 from ocrflux.settings import Settings
 
 PAGE_JSON = (

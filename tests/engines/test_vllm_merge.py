@@ -12,7 +12,7 @@ from PIL import Image
 from ocrflux.engines.base import PageJob
 from ocrflux.engines.vllm_merge import BLANK_IMAGE_URL, MergeAsker
 from ocrflux.errors import APIError
-from ocrflux.page_format import build_element_merge_detect_prompt, build_html_table_merge_prompt
+from ocrflux.format.page import build_element_merge_detect_prompt, build_html_table_merge_prompt
 from ocrflux.settings import Settings
 
 JOB = PageJob("req")

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from ocrflux.engines.vllm_calls import TEMPERATURE_STEP
-from ocrflux.page_format import build_page_prompt
+from ocrflux.format.page import build_page_prompt
 from ocrflux.pages import FALLBACK_HEADER
 from tests.real_vllm.conftest import sdk
 from tests.real_vllm.helpers import RecordingProxy, image_message, png_data_url

@@ -20,8 +20,8 @@ import pytest
 from PIL import Image
 
 from ocrflux.engines.vllm import is_request_error
-from ocrflux.page_format import build_page_prompt
-from ocrflux.tokens import IMAGE_WRAPPER_TOKENS, image_tokens
+from ocrflux.format.page import build_page_prompt
+from ocrflux.intake.tokens import IMAGE_WRAPPER_TOKENS, image_tokens
 from ocrflux.upstream.errors import upstream_error
 from tests.real_vllm.conftest import sdk
 from tests.real_vllm.helpers import Exchange, RecordingProxy, image_message, png_data_url

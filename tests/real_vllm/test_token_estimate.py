@@ -11,7 +11,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from ocrflux.tokens import IMAGE_WRAPPER_TOKENS, image_tokens
+from ocrflux.intake.tokens import IMAGE_WRAPPER_TOKENS, image_tokens
 from tests.real_vllm.helpers import png_data_url
 from tests.real_vllm.vllm_server import DEFAULT_MODEL_NAME
 

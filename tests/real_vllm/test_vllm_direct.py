@@ -6,7 +6,7 @@ import httpx
 import openai
 import pytest
 
-from ocrflux.tokens import IMAGE_WRAPPER_TOKENS
+from ocrflux.intake.tokens import IMAGE_WRAPPER_TOKENS
 from tests.real_vllm.helpers import image_message, png_data_url
 from tests.real_vllm.vllm_server import DEFAULT_MODEL_NAME, RealVLLM
 

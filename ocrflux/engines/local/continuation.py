@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import re
 
-from ocrflux.documents.merge import is_table
-from ocrflux.page_format import table_rows
+from ocrflux.format.merge import is_table
+from ocrflux.format.page import table_rows
 
 # What can end a sentence, and closing quotes/brackets that may follow it.
 _SENTENCE_END = frozenset(".!?:;。！？：；…")

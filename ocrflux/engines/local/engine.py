@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import logging
 
-from ocrflux.documents.merge import is_table, page_elements
 from ocrflux.engines.base import MergeAnswer, PageJob, PageResult, TableMergeAnswer
 from ocrflux.engines.local.continuation import continuations, merge_tables
 from ocrflux.engines.local.errors import LocalOCRError, UnreadableImage, WorkerCrashed
 from ocrflux.engines.local.pool import LocalOCRPool
 from ocrflux.engines.local.result import LocalPage
 from ocrflux.errors import APIError
-from ocrflux.images import PreparedImage
-from ocrflux.page_format import PageResponse
+from ocrflux.format.merge import is_table, page_elements
+from ocrflux.format.page import PageResponse
+from ocrflux.intake.images import PreparedImage
 from ocrflux.protocol import Usage
 
 logger = logging.getLogger("ocrflux.engines.local")

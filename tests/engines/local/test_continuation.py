@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from ocrflux.documents.merge import assemble
 from ocrflux.engines.local.continuation import (
     column_count,
     continuations,
@@ -12,6 +11,7 @@ from ocrflux.engines.local.continuation import (
     paragraph_continues,
     tables_continue,
 )
+from ocrflux.format.merge import assemble
 
 HEAD = "<tr><td>Item</td><td>Owner</td><td>Due</td></tr>"
 ROW_1 = "<tr><td>Fire drill</td><td>J. Smith</td><td>May</td></tr>"

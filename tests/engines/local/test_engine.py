@@ -12,7 +12,7 @@ from ocrflux.engines.base import PageJob
 from ocrflux.engines.local.engine import LocalEngine, failure, local_usage, page_response
 from ocrflux.engines.local.errors import LocalOCRError, UnreadableImage, WorkerCrashed
 from ocrflux.engines.local.result import LocalPage
-from ocrflux.images import PreparedImage
+from ocrflux.intake.images import PreparedImage
 from tests.engines.local.pages import accuracy, english_form, plain_text
 
 in_module_loop = pytest.mark.asyncio(loop_scope="module")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ocrflux.page_format import (
+from ocrflux.format.page import (
     PageResponse,
     TableFormatError,
     build_element_merge_detect_prompt,

@@ -9,7 +9,7 @@ where a cell covered by a span holds a marker instead of text:
 * `<lt>` - covered by both (inside a cell that spans rows and columns).
 
 `render_page` turns those into ordinary HTML tables with `rowspan`/`colspan` (the tables
-themselves live in `ocrflux.page_tables`, re-exported here) and drops the
+themselves live in `ocrflux.format.html_tables`, re-exported here) and drops the
 `<Image>(x1,y1),(x2,y2)</Image>` placeholders. Everything here is pure and never raises on
 model output: a malformed matrix falls back to its text with the markers removed.
 """
@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from ocrflux.page_tables import (
+from ocrflux.format.html_tables import (
     TableFormatError,
     convert_table,
     convert_tables,

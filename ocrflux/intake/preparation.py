@@ -20,8 +20,8 @@ from typing import TypeVar
 import httpx
 from PIL import Image
 
-from ocrflux.fetch import RemoteFetcher, Resolver
-from ocrflux.images import (
+from ocrflux.intake.fetch import RemoteFetcher, Resolver
+from ocrflux.intake.images import (
     ImageOptions,
     PreparedImage,
     Probe,
@@ -33,8 +33,8 @@ from ocrflux.images import (
     shrink,
     toolkit_size,
 )
+from ocrflux.intake.tokens import plan_max_side
 from ocrflux.settings import Settings
-from ocrflux.tokens import plan_max_side
 
 T = TypeVar("T")
 # Inline images up to this many characters are checked on the event loop first (header-only

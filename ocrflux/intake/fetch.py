@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import httpx
 
-from ocrflux.image_input import ImageRejected, format_mb
+from ocrflux.intake.image_input import ImageRejected, format_mb
 from ocrflux.settings import Settings
 
 T = TypeVar("T")

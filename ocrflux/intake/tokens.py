@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from ocrflux.images import ImageOptions, ImageRejected, PreparedImage, scaled_size, shrink
+from ocrflux.intake.images import ImageOptions, ImageRejected, PreparedImage, scaled_size, shrink
 
 
 class ContextTooSmall(ImageRejected):

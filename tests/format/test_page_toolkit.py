@@ -17,7 +17,7 @@ from bs4 import BeautifulSoup
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ocrflux.page_format import PageResponse, convert_table, parse_page_response, render_page
+from ocrflux.format.page import PageResponse, convert_table, parse_page_response, render_page
 
 # Where the gateway is deliberately better than the toolkit, one line of reason each.
 BETTER = {

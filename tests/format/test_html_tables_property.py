@@ -8,7 +8,7 @@ import re
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ocrflux.page_format import (
+from ocrflux.format.page import (
     PageResponse,
     convert_table,
     html_to_matrix,

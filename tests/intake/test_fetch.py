@@ -25,9 +25,9 @@ import httpx
 import pytest
 from PIL import Image
 
-from ocrflux.fetch import RemoteFetcher, address_allowed, check_address
-from ocrflux.images import ImageRejected
-from ocrflux.preparation import ImagePreparer
+from ocrflux.intake.fetch import RemoteFetcher, address_allowed, check_address
+from ocrflux.intake.images import ImageRejected
+from ocrflux.intake.preparation import ImagePreparer
 from ocrflux.settings import Settings
 
 SERVER_IP = "127.0.0.2"

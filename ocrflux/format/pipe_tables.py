@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from ocrflux.page_tables import TableFormatError, html_to_matrix, table_rows, table_spans
+from ocrflux.format.html_tables import TableFormatError, html_to_matrix, table_rows, table_spans
 
 _MARKER = re.compile(r"<(?:lt|l|t)>")
 _NESTED = re.compile(r"<table\b", re.IGNORECASE)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ocrflux.documents.tables import pipe_table, tables_to_markdown
+from ocrflux.format.pipe_tables import pipe_table, tables_to_markdown
 
 
 def test_a_plain_table_becomes_a_pipe_table_with_its_first_row_as_header() -> None:

@@ -1,4 +1,4 @@
-"""OCRFlux's cross-page merge (ocrflux.documents.merge): answers, planning, assembly, prompts."""
+"""OCRFlux's cross-page merge (ocrflux.format.merge): answers, planning, assembly, prompts."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ocrflux.documents.merge import (
+from ocrflux.format.merge import (
     MAX_ANSWER_CHARS,
     TableKey,
     assemble,
@@ -22,7 +22,7 @@ from ocrflux.documents.merge import (
     plan_table_merges,
     table_merge_inputs,
 )
-from ocrflux.page_format import build_element_merge_detect_prompt, build_html_table_merge_prompt
+from ocrflux.format.page import build_element_merge_detect_prompt, build_html_table_merge_prompt
 from tests.documents.pdfs import SCENARIOS, Scenario, table
 
 # --- oracles: the toolkit's functions restated (chatdoc-com/OCRFlux at commit 71954ad) ---------

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from ocrflux.images import ImageOptions, ImageRejected, prepare_bytes, scaled_size
-from ocrflux.tokens import (
+from ocrflux.intake.images import ImageOptions, ImageRejected, prepare_bytes, scaled_size
+from ocrflux.intake.tokens import (
     IMAGE_WRAPPER_TOKENS,
     estimate_text_tokens,
     fit_images_to_context,

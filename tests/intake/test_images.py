@@ -1,4 +1,4 @@
-"""Image decoding, refusals and normalisation (ocrflux.images), all in-process."""
+"""Image decoding, refusals and normalisation (ocrflux.intake.images), all in-process."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image, ImageFile, JpegImagePlugin
 
-from ocrflux.image_input import ImageRejected, decode_base64, format_mb, sniff_mime
-from ocrflux.images import (
+from ocrflux.intake.image_input import ImageRejected, decode_base64, format_mb, sniff_mime
+from ocrflux.intake.images import (
     ImageOptions,
     PreparedImage,
     prepare_bytes,

@@ -1,6 +1,6 @@
 """Image preparation: decode, refuse what is dangerous, normalise to what the model was trained on.
 
-Everything here is synchronous, pure CPU work (`ocrflux.preparation.ImagePreparer` runs it in
+Everything here is synchronous, pure CPU work (`ocrflux.intake.preparation.ImagePreparer` runs it in
 a bounded thread pool). The upstream only ever receives `data:` URLs.
 """
 
@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Literal
 import pybase64
 from PIL import Image
 
-from ocrflux.image_headers import HeaderRefused, exif_orientation, strip_metadata
-from ocrflux.image_input import (
+from ocrflux.intake.image_headers import HeaderRefused, exif_orientation, strip_metadata
+from ocrflux.intake.image_input import (
     ImageRejected,
     b64decode,
     check_encoded_size,

@@ -1,4 +1,4 @@
-"""Bounded header work (ocrflux.image_headers) and its use by the image checks."""
+"""Bounded header work (ocrflux.intake.image_headers) and its use by the image checks."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import zlib
 import pytest
 from PIL import Image, ImageChops, PngImagePlugin
 
-from ocrflux.image_headers import (
+from ocrflux.intake.image_headers import (
     MAX_EXIF_ENTRIES,
     MAX_JPEG_SEGMENTS,
     MAX_PNG_CHUNKS,
@@ -19,7 +19,7 @@ from ocrflux.image_headers import (
     exif_orientation,
     strip_metadata,
 )
-from ocrflux.images import ImageOptions, ImageRejected, check_inline, prepare_inline
+from ocrflux.intake.images import ImageOptions, ImageRejected, check_inline, prepare_inline
 
 OPTS = ImageOptions()
 # 1 MB of zeros deflates to ~1 KB: Pillow inflates each such text chunk back to 1 MB.

@@ -1,0 +1,1 @@
+"""Tests of the pure format layer (ocrflux/format/)."""
