@@ -10,153 +10,16 @@ Plain `http://` only; anything else goes to httpx's own transport.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, NamedTuple
 
-import httptools
 import httpx
 
-# Upstream bytes buffered per response before reading from the socket pauses (backpressure).
-_HIGH_WATER = 1 << 20
-# Below this size the head and body go out in one write (one syscall).
-_JOIN_LIMIT = 1 << 16
-
-
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection; a response is parsed as its bytes arrive."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.closed = False
-        self.reused = False
-        self.key: tuple[str, int] = ("", 0)
-        self.slot_released = False
-        self._can_write = asyncio.Event()
-        self._can_write.set()
-        self._reset()
-
-    def _reset(self) -> None:
-        self.parser = httptools.HttpResponseParser(self)
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.chunks: deque[bytes] = deque()
-        self.buffered = 0
-        self.headers_done = False
-        self.keep_alive = False
-        self.complete = False
-        self.error: httpx.TransportError | None = None
-        self.received_any = False
-        self._waiter: asyncio.Future[None] | None = None
-
-    # --- asyncio.Protocol ---------------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.received_any = True
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(httpx.RemoteProtocolError(f"invalid HTTP response from upstream: {exc}"))
-            self.close()
-        self._wake()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if not self.complete and self.error is None:
-            message = "upstream closed the connection before the response was complete"
-            self._fail(
-                httpx.ReadError(message)
-                if self.received_any
-                else httpx.RemoteProtocolError(message)
-            )
-        self._can_write.set()
-        self._wake()
-
-    def pause_writing(self) -> None:
-        self._can_write.clear()
-
-    def resume_writing(self) -> None:
-        self._can_write.set()
-
-    # --- httptools callbacks ------------------------------------------------------------------
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self.headers_done = True
-        # Read now: httptools forgets it once the message is complete.
-        self.keep_alive = self.parser.should_keep_alive()
-
-    def on_body(self, body: bytes) -> None:
-        self.chunks.append(body)
-        self.buffered += len(body)
-        if self.buffered > _HIGH_WATER and self.transport is not None:
-            self.transport.pause_reading()
-
-    def on_message_complete(self) -> None:
-        self.complete = True
-
-    # --- used by the transport ----------------------------------------------------------------
-    def _fail(self, error: httpx.TransportError) -> None:
-        if self.error is None:
-            self.error = error
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def wait(self, seconds: float | None) -> None:
-        """Until more of the response (or an error) arrived; httpx.ReadTimeout after `seconds`."""
-        self._waiter = asyncio.get_running_loop().create_future()
-        try:
-            async with asyncio.timeout(seconds):
-                await self._waiter
-        except TimeoutError:
-            raise httpx.ReadTimeout("upstream sent nothing within the read timeout") from None
-        finally:
-            self._waiter = None
-
-    async def send(self, head: bytes, body: bytes, seconds: float | None) -> None:
-        assert self.transport is not None
-        if len(body) < _JOIN_LIMIT:
-            self.transport.write(head + body)
-        else:
-            self.transport.writelines((head, body))  # no 2 MB concatenation copy
-        if not self._can_write.is_set():
-            try:
-                async with asyncio.timeout(seconds):
-                    await self._can_write.wait()
-            except TimeoutError:
-                raise httpx.WriteTimeout("upstream did not accept the request in time") from None
-        if self.closed and self.error is not None:
-            raise self.error
-
-    def take(self) -> bytes:
-        data = b"".join(self.chunks) if len(self.chunks) > 1 else self.chunks.popleft()
-        self.chunks.clear()
-        if self.buffered > _HIGH_WATER and self.transport is not None:
-            self.transport.resume_reading()
-        self.buffered = 0
-        return data
-
-    def reusable(self) -> bool:
-        return (
-            self.complete
-            and self.error is None
-            and not self.closed
-            and self.keep_alive
-            and not self.chunks
-        )
-
-    def close(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.close()
-        self.closed = True
+from ocrflux.upstream.connection import Connection
 
 
 class _Body(httpx.AsyncByteStream):
-    def __init__(self, pool: LeanTransport, conn: _Connection, read_timeout: float | None):
+    def __init__(self, pool: LeanTransport, conn: Connection, read_timeout: float | None):
         self._pool = pool
         self._conn = conn
         self._timeout = read_timeout
@@ -200,7 +63,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
     """
 
     def __init__(self, max_connections: int = 256, max_keepalive: int = 64) -> None:
-        self._idle: dict[tuple[str, int], list[_Connection]] = {}
+        self._idle: dict[tuple[str, int], list[Connection]] = {}
         self.max_connections = max_connections
         self._free = max_connections  # slots: connections that may still be opened
         self._waiters: list[asyncio.Future[None]] = []
@@ -288,9 +151,14 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
     async def _open(
         self, key: tuple[str, int], head: bytes, body: bytes, timeouts: Timeouts
-    ) -> _Connection:
-        """A connection on which `head` and `body` went out and the response head arrived."""
-        for _ in range(2):  # a second try only when a reused idle connection turned out dead
+    ) -> Connection:
+        """A connection on which `head` and `body` went out and the response head arrived.
+
+        A reused idle connection that turns out dead gets the request once more, on a new
+        connection: its idle siblings went through the same restart or timeout, so they are
+        closed rather than tried one after another.
+        """
+        for may_resend in (True, False):
             conn = await self._acquire(key, timeouts)
             try:
                 await conn.send(head, body, timeouts.write)
@@ -301,10 +169,11 @@ class LeanTransport(httpx.AsyncBaseTransport):
             except httpx.TransportError as exc:
                 # Only a connection that was reused and on which nothing at all arrived: once
                 # the upstream started answering, it has the request and must not get it twice.
-                reused = conn.reused and not conn.received_any
+                stale = conn.reused and not conn.received_any
                 self._discard(conn)
-                if reused and not isinstance(exc, httpx.TimeoutException):
+                if may_resend and stale and not isinstance(exc, httpx.TimeoutException):
                     self.stale_retries += 1
+                    self._drop_idle(key)
                     continue
                 raise
             except BaseException:
@@ -313,7 +182,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
             return conn
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _acquire(self, key: tuple[str, int], timeouts: Timeouts) -> _Connection:
+    async def _acquire(self, key: tuple[str, int], timeouts: Timeouts) -> Connection:
         """An idle connection to `key`, or a new one once the pool has room.
 
         Waiting for room ends when a slot frees *or* a connection goes idle: an idle one to
@@ -340,7 +209,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeouts.connect):
-                _, conn = await loop.create_connection(_Connection, key[0], key[1])
+                _, conn = await loop.create_connection(Connection, key[0], key[1])
         except TimeoutError:
             self._give_back_slot()
             raise httpx.ConnectTimeout(f"connecting to {key[0]}:{key[1]} timed out") from None
@@ -353,7 +222,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         conn.key = key
         return conn
 
-    def _take_idle(self, key: tuple[str, int]) -> _Connection | None:
+    def _take_idle(self, key: tuple[str, int]) -> Connection | None:
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
@@ -362,6 +231,11 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 return conn
             self._discard(conn)  # the server closed it while idle
         return None
+
+    def _drop_idle(self, key: tuple[str, int]) -> None:
+        """Close every idle connection to `key` (found one dead: the others are suspect)."""
+        for conn in self._idle.pop(key, []):
+            self._discard(conn)
 
     def _evict_idle(self) -> bool:
         """Close one idle connection (to any origin) to free its slot; False if none."""
@@ -382,7 +256,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
             if not waiter.done():
                 waiter.set_result(None)
 
-    def release(self, conn: _Connection) -> None:
+    def release(self, conn: Connection) -> None:
         """Back to the idle list when the response was read to its end, else closed."""
         if self._closed or not conn.reusable():
             self._discard(conn)
@@ -395,7 +269,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         idle.append(conn)
         self._wake()
 
-    def _discard(self, conn: _Connection) -> None:
+    def _discard(self, conn: Connection) -> None:
         conn.close()
         if not conn.slot_released:
             conn.slot_released = True

@@ -212,6 +212,49 @@ async def test_idle_connection_closed_as_it_is_reused_gets_the_request_once_more
     assert (server.connections, server.requests, transport.stale_retries) == (2, 3, 1)
 
 
+@pytest.mark.parametrize("path", ["httpx", "roundtrip"])
+async def test_when_every_idle_connection_died_the_second_try_opens_a_fresh_one(
+    serve, path: str
+) -> None:
+    # A replica killed and restarted under load leaves several idle connections that look
+    # alive. The retry used to take the next dead one and end in AssertionError (a 500).
+    both = asyncio.Event()
+
+    async def two_then_gone(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        n = server.connections
+        await read_request(reader)
+        server.requests += 1
+        if n <= 2:
+            if n == 2:
+                both.set()
+            await both.wait()  # hold both answers so the two requests take two connections
+            writer.write(answer(b"first"))
+            await writer.drain()
+            await read_request(reader)  # reused after the "restart": closed unanswered
+            server.requests += 1
+            return
+        writer.write(answer(b"fresh"))
+        await writer.drain()
+
+    server, url = await serve(two_then_gone)
+    transport = LeanTransport(max_connections=4, max_keepalive=2)
+    port = int(url.rsplit(":", 1)[1])
+    head = b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n"
+    timeouts = Timeouts(5, 5, 5, 5)
+
+    async def post(c: httpx.AsyncClient) -> bytes:
+        if path == "httpx":
+            return (await c.post(url, content=b"{}")).content
+        return (await transport.roundtrip("127.0.0.1", port, head, b"{}", timeouts, 1000))[2]
+
+    async with httpx.AsyncClient(transport=transport, timeout=5) as c:
+        assert await asyncio.gather(post(c), post(c)) == [b"first", b"first"]
+        assert transport.idle_connections == 2
+        assert await post(c) == b"fresh"
+    # One dead connection costs one resend; its idle sibling is dropped, not tried.
+    assert (server.connections, server.requests, transport.stale_retries) == (3, 4, 1)
+
+
 @pytest.mark.parametrize("partial", [b"HTTP/1.1 2", b"HTTP/1.1 200 OK\r\ncontent-le"])
 async def test_a_reused_connection_that_started_answering_is_not_sent_again(
     serve, partial: bytes
