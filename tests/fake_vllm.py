@@ -153,6 +153,7 @@ def image_size(url: str) -> dict[str, Any]:
             corners, corner = None, None
         return {
             "kind": "data",
+            "header": header,  # e.g. "data:image/png;base64", as vLLM reads it
             "mime": header[5:].split(";")[0],
             "bytes": len(data),
             "width": w,

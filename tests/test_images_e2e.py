@@ -163,9 +163,17 @@ def test_too_many_images(make_gateway: Callable[..., Process], fake: FakeVLLMPro
     assert fake.requests() == []
 
 
+# Where /to/<name> redirects: URLs a download must never follow (hardening item 12).
+LOCATIONS = {
+    "data": "data:image/png;base64,iVBORw0KGgo=",
+    "javascript": "javascript:alert(1)",
+    "unparsable": "http://[::1",
+}
+
+
 @pytest.fixture
 def image_server() -> Iterator[str]:
-    """A loopback HTTP server with /page.png and /redirect -> the fake's own port."""
+    """A loopback HTTP server: /page.png; /redirect -> 127.0.0.2; /to/<name> -> LOCATIONS[name]."""
     page = encoded((3000, 1500))
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -178,7 +186,8 @@ def image_server() -> Iterator[str]:
                 self.wfile.write(page)
             else:
                 self.send_response(302)
-                self.send_header("location", "http://127.0.0.2:9/secret.png")
+                name = self.path.removeprefix("/to/")
+                self.send_header("location", LOCATIONS.get(name, "http://127.0.0.2:9/secret.png"))
                 self.end_headers()
 
         def log_message(self, *args: object) -> None:
@@ -210,6 +219,49 @@ def test_allow_listed_remote_url_is_downloaded_and_each_redirect_checked(
     redirected = post(gateway, request_with(f"{image_server}/redirect"))
     assert redirected.status_code == 400
     assert redirected.json()["error"]["message"] == "address 127.0.0.2 is not allowed"
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("data", "unsupported URL scheme 'data'"),
+        ("javascript", "unsupported URL scheme 'javascript'"),
+        ("unparsable", "redirected to an invalid URL"),
+    ],
+)
+def test_a_redirect_to_a_url_that_is_not_http_is_a_400_and_the_gateway_carries_on(
+    make_gateway: Callable[..., Process],
+    fake: FakeVLLMProcess,
+    image_server: str,
+    name: str,
+    says: str,
+) -> None:
+    # It used to be a 500 or a reset connection: the redirect target was resolved unchecked.
+    gateway = make_gateway(prompt_mode="passthrough", remote_image_allowlist="127.0.0.1/32")
+    redirected = post(gateway, request_with(f"{image_server}/to/{name}"))
+    assert redirected.status_code == 400, redirected.text
+    error = redirected.json()["error"]
+    assert says in error["message"]
+    assert error["param"] == "messages[0].content[1].image_url.url"
+    assert fake.requests() == []
+    assert post(gateway, request_with(f"{image_server}/page.png")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["DATA:image/png;base64", "data:image/png;BASE64", "data:image/png;charset=utf-8;base64"],
+)
+def test_odd_data_url_spellings_reach_vllm_in_the_one_spelling_it_reads(
+    passthrough_gateway: Process, fake: FakeVLLMProcess, header: str
+) -> None:
+    # They used to be forwarded as sent when the image needed no work, and vLLM refused them.
+    png = encoded((300, 200))
+    payload = base64.b64encode(png).decode()
+    response = post(passthrough_gateway, request_with(f"{header},{payload}"))
+    assert response.status_code == 200, response.text
+    (image,) = fake.requests()[0]["images"]
+    assert (image["kind"], image["header"]) == ("data", "data:image/png;base64")
+    assert (image["bytes"], image["width"], image["height"]) == (len(png), 300, 200)
 
 
 def test_remote_images_can_be_turned_off(

@@ -140,6 +140,19 @@ def test_upstream_urls_can_be_hidden(
         assert '"url":"replica-0"' in text
 
 
+def test_a_gateway_started_against_a_listing_without_a_list_starts_not_ready(
+    make_gateway: Callable[..., Process], fake: FakeVLLMProcess
+) -> None:
+    # Start-up used to fail: its model check raised on `{"data": null}`.
+    fake.control(models_body='{"data": null}')
+    gateway = make_gateway(prompt_mode="passthrough", health_check_interval=0.2)
+    ready = httpx.get(f"{gateway.url}/ready")
+    assert ready.status_code == 503
+    assert "without a model list" in ready.json()["upstream"][0]["last_error"]
+    fake.control(models_body=None)
+    until(lambda: httpx.get(f"{gateway.url}/ready").status_code == 200, 3, "ready once it lists")
+
+
 def test_a_models_listing_without_a_list_is_a_not_ready_replica_and_the_poller_lives(
     make_gateway: Callable[..., Process], fake: FakeVLLMProcess
 ) -> None:
