@@ -1,7 +1,9 @@
 """The async face of image work, owned by the app: any source in, a PreparedImage out.
 
 Decoding, resizing and encoding run in a bounded thread pool (Pillow releases the GIL), so
-the event loop stays responsive while images are processed.
+the event loop stays responsive while images are processed. Requests take turns in that pool:
+each has at most `image_workers` jobs in it at once, so a request of 200 images holds the next
+request back by a round of jobs, not by 200.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from ocrflux.intake.images import (
     toolkit_size,
 )
 from ocrflux.intake.tokens import plan_max_side
+from ocrflux.observability import request_id_var
 from ocrflux.settings import Settings
 
 T = TypeVar("T")
@@ -69,6 +72,8 @@ class ImagePreparer:
         self._pool = ThreadPoolExecutor(
             settings.image_workers, thread_name_prefix="ocrflux-image", initializer=_background
         )
+        self._workers = settings.image_workers
+        self._turns: dict[str, _Flow] = {}  # request id -> its jobs in the pool
         self.fetcher = RemoteFetcher(settings, resolver=resolver, transport=transport)
         # Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that: aligned with our
         # limit it never refuses an image we accept, and still guards every other Image.open.
@@ -77,7 +82,27 @@ class ImagePreparer:
         warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, partial(fn, *args))
+        """`fn(*args)` in the pool, taking turns with other requests' jobs."""
+        loop = asyncio.get_running_loop()
+        key = request_id_var.get()
+        if key == "-":  # outside a request (start-up, tools): nobody to take turns with
+            return await loop.run_in_executor(self._pool, partial(fn, *args))
+        flow = self._turns.get(key)
+        if flow is None:
+            flow = self._turns[key] = _Flow(asyncio.Semaphore(self._workers))
+        flow.users += 1
+        try:
+            async with flow.slots:
+                return await loop.run_in_executor(self._pool, partial(fn, *args))
+        finally:
+            flow.users -= 1
+            if flow.users == 0:
+                del self._turns[key]
+
+    @property
+    def flows(self) -> int:
+        """Requests with image work waiting or running (for tests and metrics)."""
+        return len(self._turns)
 
     async def prepare(self, url: str) -> PreparedImage:
         """`data:` URL, bare base64 or http(s) URL -> PreparedImage (ImageRejected if refused)."""
@@ -151,6 +176,16 @@ class ImagePreparer:
     async def aclose(self) -> None:
         await self.fetcher.aclose()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _Flow:
+    """One request's share of the pool: `slots` jobs at once, kept while `users` need it."""
+
+    __slots__ = ("slots", "users")
+
+    def __init__(self, slots: asyncio.Semaphore) -> None:
+        self.slots = slots
+        self.users = 0
 
 
 def _certain(probe: Probe | None) -> Probe:
