@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from ocrflux.engines.base import BACKEND_HEADER
-from ocrflux.errors import APIError, from_validation_error, request_timeout
+from ocrflux.errors import APIError, check_image_count, from_validation_error, request_timeout
 from ocrflux.format.checkboxes import normalize_checkboxes
 from ocrflux.intake.images import ImageRejected, PreparedImage, Probe
 from ocrflux.intake.preparation import ImagePreparer
@@ -131,14 +131,7 @@ class ChatService:
         decoded once, straight to the size that fits.
         """
         parts = request.image_parts()
-        limit = self.settings.max_images_per_request
-        if len(parts) > limit:
-            raise APIError(
-                400,
-                f"the request has {len(parts)} images, the limit is {limit}",
-                param="messages",
-                code="too_many_images",
-            )
+        check_image_count(len(parts), self.settings.max_images_per_request)
         if not parts:
             return []
         probes = await gather_or_cancel(self._probe(i, j, image.url) for i, j, image in parts)

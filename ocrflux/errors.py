@@ -70,6 +70,17 @@ def request_timeout(seconds: float) -> APIError:
     return APIError(504, f"the request took longer than {seconds:g} s", code="timeout")
 
 
+def check_image_count(count: int, limit: int) -> None:
+    """MAX_IMAGES_PER_REQUEST: more images (or document parts) than `limit` is a 400."""
+    if count > limit:
+        raise APIError(
+            400,
+            f"the request has {count} images, the limit is {limit}",
+            param="messages",
+            code="too_many_images",
+        )
+
+
 def param_path(loc: Sequence[int | str]) -> str:
     """`("messages", 1, "content", 0)` -> `messages[1].content[0]`."""
     out = ""

@@ -26,7 +26,7 @@ from ocrflux.documents.pipeline import (
     PageSource,
 )
 from ocrflux.engines.base import BACKEND_HEADER, PageJob, engines_used
-from ocrflux.errors import APIError, request_timeout
+from ocrflux.errors import APIError, check_image_count, request_timeout
 from ocrflux.format.page import PageResponse
 from ocrflux.format.shaping import infer_output_format, shape_document, shape_pages
 from ocrflux.metrics import record_images
@@ -109,14 +109,7 @@ class PageReader:
         images decoded (concurrently, in the image pool).
         """
         parts = request.document_parts()
-        limit = self.settings.max_images_per_request
-        if len(parts) > limit:
-            raise APIError(
-                400,
-                f"the request has {len(parts)} images, the limit is {limit}",
-                param="messages",
-                code="too_many_images",
-            )
+        check_image_count(len(parts), self.settings.max_images_per_request)
         opened: list[PageSource | ImagePart] = []
         try:
             opened = await gather_or_close(self._open_part(i, j, part) for i, j, part in parts)

@@ -154,12 +154,17 @@ def test_refusals_name_the_part_and_say_why(
     assert fake.requests() == []
 
 
-def test_too_many_images(make_gateway: Callable[..., Process], fake: FakeVLLMProcess) -> None:
-    gateway = make_gateway(prompt_mode="passthrough", max_images_per_request=2)
+@pytest.mark.parametrize("mode", ["passthrough", "ocrflux"])
+def test_too_many_images(
+    make_gateway: Callable[..., Process], fake: FakeVLLMProcess, mode: str
+) -> None:
+    gateway = make_gateway(prompt_mode=mode, max_images_per_request=2)
     url = data_url(encoded((50, 50)))
     response = post(gateway, request_with(url, url, url))
     assert response.status_code == 400
-    assert "3 images, the limit is 2" in response.json()["error"]["message"]
+    error = response.json()["error"]
+    assert "3 images, the limit is 2" in error["message"]
+    assert (error["code"], error["param"]) == ("too_many_images", "messages")
     assert fake.requests() == []
 
 
