@@ -112,6 +112,19 @@ class Connection(asyncio.Protocol):
         finally:
             self._waiter = None
 
+    async def next_chunk(self, seconds: float | None) -> bytes | None:
+        """The body bytes that arrived since the last call, waiting for some; None at its end.
+
+        Raises the connection's error, or httpx.ReadTimeout when `seconds` pass in silence.
+        """
+        while not self.chunks:
+            if self.complete:
+                return None
+            if self.error is not None:
+                raise self.error
+            await self.wait(seconds)
+        return self.take()
+
     async def send(self, head: bytes, body: bytes, seconds: float | None) -> None:
         assert self.transport is not None
         if len(body) < _JOIN_LIMIT:

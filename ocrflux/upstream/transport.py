@@ -26,16 +26,8 @@ class _Body(httpx.AsyncByteStream):
         self._done = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        conn = self._conn
-        while True:
-            if conn.chunks:
-                yield conn.take()
-                continue
-            if conn.complete:
-                break
-            if conn.error is not None:
-                raise conn.error
-            await conn.wait(self._timeout)
+        while (data := await self._conn.next_chunk(self._timeout)) is not None:
+            yield data
 
     async def aclose(self) -> None:
         if not self._done:
@@ -129,19 +121,11 @@ class LeanTransport(httpx.AsyncBaseTransport):
         try:
             parts: list[bytes] = []
             size = 0
-            while True:
-                if conn.chunks:
-                    data = conn.take()
-                    size += len(data)
-                    if size > limit:
-                        raise BodyTooLarge(f"response body over {limit} bytes")
-                    parts.append(data)
-                    continue
-                if conn.complete:
-                    break
-                if conn.error is not None:
-                    raise conn.error
-                await conn.wait(timeouts.read)
+            while (data := await conn.next_chunk(timeouts.read)) is not None:
+                size += len(data)
+                if size > limit:
+                    raise BodyTooLarge(f"response body over {limit} bytes")
+                parts.append(data)
         except BaseException:
             self._discard(conn)
             raise
