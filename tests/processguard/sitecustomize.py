@@ -15,6 +15,7 @@ import ipaddress
 import os
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 
@@ -27,13 +28,11 @@ def _loopback(host: object) -> bool:
         return False
 
 
-def _guard_network(log: str) -> None:
+def network_guards(record: Callable[[object], None]) -> dict[str, Any]:
+    """Replacements for `socket.socket.connect`, `.connect_ex` and `socket.getaddrinfo` that
+    pass loopback (and non-IP sockets) through and refuse the rest, `record`ing each attempt."""
     real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
     real_getaddrinfo = socket.getaddrinfo
-
-    def refuse(what: object) -> None:
-        with open(log, "a", encoding="utf-8") as handle:
-            handle.write(f"{os.getpid()} {what!r}\n")
 
     def allowed(sock: socket.socket, address: Any) -> bool:
         if sock.family not in (socket.AF_INET, socket.AF_INET6):
@@ -42,25 +41,34 @@ def _guard_network(log: str) -> None:
 
     def connect(self: socket.socket, address: Any) -> None:
         if not allowed(self, address):
-            refuse(address)
+            record(address)
             raise OSError(f"network access attempted: {address!r}")
         real_connect(self, address)
 
     def connect_ex(self: socket.socket, address: Any) -> int:
         if not allowed(self, address):
-            refuse(address)
+            record(address)
             raise OSError(f"network access attempted: {address!r}")
         return real_connect_ex(self, address)
 
     def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
         if not _loopback(host):
-            refuse(host)
+            record(host)
             raise socket.gaierror(f"name lookup attempted: {host!r}")
         return real_getaddrinfo(host, *args, **kwargs)
 
-    socket.socket.connect = connect  # type: ignore[method-assign]
-    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
-    socket.getaddrinfo = getaddrinfo
+    return {"connect": connect, "connect_ex": connect_ex, "getaddrinfo": getaddrinfo}
+
+
+def _guard_network(log: str) -> None:
+    def record(what: object) -> None:
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write(f"{os.getpid()} {what!r}\n")
+
+    guards = network_guards(record)
+    socket.socket.connect = guards["connect"]  # type: ignore[method-assign]
+    socket.socket.connect_ex = guards["connect_ex"]  # type: ignore[method-assign]
+    socket.getaddrinfo = guards["getaddrinfo"]
 
 
 if os.environ.get("OCRFLUX_TEST_NETGUARD"):
