@@ -16,6 +16,7 @@ from ocrflux.format.page import (
     render_page,
     table_rows,
 )
+from tests.format.tilings import tilings
 
 cell_text = st.text(alphabet=st.sampled_from("abcXYZ019 .,:;-+/&<>\"'中文表格☑√"), max_size=12).map(
     lambda text: html.escape(text.strip(), quote=False)
@@ -28,35 +29,17 @@ def span_tables(draw: st.DrawFn) -> tuple[str, int, int, int]:
 
     Returns (html, rows, columns, number of grid cells covered by a span).
     """
-    nrows = draw(st.integers(1, 6))
-    ncols = draw(st.integers(1, 6))
-    taken: set[tuple[int, int]] = set()
-    covered = 0
-    rows = []
-    for r in range(nrows):
-        cells = []
-        for c in range(ncols):
-            if (r, c) in taken:
-                continue
-            max_colspan = 1
-            while c + max_colspan < ncols and (r, c + max_colspan) not in taken:
-                max_colspan += 1
-            colspan = draw(st.integers(1, max_colspan))
-            max_rowspan = 1
-            while r + max_rowspan < nrows and all(
-                (r + max_rowspan, cc) not in taken for cc in range(c, c + colspan)
-            ):
-                max_rowspan += 1
-            rowspan = draw(st.integers(1, max_rowspan))
-            taken.update((rr, cc) for rr in range(r, r + rowspan) for cc in range(c, c + colspan))
-            covered += rowspan * colspan - 1
-            tag = draw(st.sampled_from(["td", "th"]))
-            attrs = (f' rowspan="{rowspan}"' if rowspan > 1 else "") + (
-                f' colspan="{colspan}"' if colspan > 1 else ""
-            )
-            cells.append(f"<{tag}{attrs}>{draw(cell_text)}</{tag}>")
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    return "<table>" + "".join(rows) + "</table>", nrows, ncols, covered
+    nrows, ncols, spans = draw(tilings(max_side=6))
+    rows: list[list[str]] = [[] for _ in range(nrows)]
+    for r, _, rowspan, colspan in spans:
+        tag = draw(st.sampled_from(["td", "th"]))
+        attrs = (f' rowspan="{rowspan}"' if rowspan > 1 else "") + (
+            f' colspan="{colspan}"' if colspan > 1 else ""
+        )
+        rows[r].append(f"<{tag}{attrs}>{draw(cell_text)}</{tag}>")
+    covered = sum(rowspan * colspan - 1 for _, _, rowspan, colspan in spans)
+    table = "".join("<tr>" + "".join(cells) + "</tr>" for cells in rows)
+    return "<table>" + table + "</table>", nrows, ncols, covered
 
 
 @settings(max_examples=300, deadline=None)

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ocrflux.format.page import PageResponse, convert_table, parse_page_response, render_page
+from tests.format.tilings import tilings
 
 # Where the gateway is deliberately better than the toolkit, one line of reason each.
 BETTER = {
@@ -208,26 +209,13 @@ class Case:
 def matrices(draw: st.DrawFn, special: bool = True) -> Case:
     """A cell matrix as OCRFlux-3B writes it: a random tiling of spans, sometimes corrupted;
     with `special`, half of them also carry gateway-better classes."""
-    nrows, ncols = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    nrows, ncols, spans = draw(tilings(max_side=5))
     grid: dict[tuple[int, int], str] = {}  # "" for an anchor, else its marker
-    for r in range(nrows):
-        for c in range(ncols):
-            if (r, c) in grid:
-                continue
-            width = 1
-            while c + width < ncols and (r, c + width) not in grid:
-                width += 1
-            colspan = draw(st.integers(1, width))
-            height = 1
-            while r + height < nrows and all(
-                (r + height, cc) not in grid for cc in range(c, c + colspan)
-            ):
-                height += 1
-            rowspan = draw(st.integers(1, height))
-            for rr in range(r, r + rowspan):
-                for cc in range(c, c + colspan):
-                    grid[(rr, cc)] = "lt" if rr > r and cc > c else "t" if rr > r else "l"
-            grid[(r, c)] = ""
+    for r, c, rowspan, colspan in spans:
+        for rr in range(r, r + rowspan):
+            for cc in range(c, c + colspan):
+                grid[(rr, cc)] = "lt" if rr > r and cc > c else "t" if rr > r else "l"
+        grid[(r, c)] = ""
     # Corruptions the model makes: a wrong marker, a cell too many or too few.
     rows: list[list[str]] = [[grid[(r, c)] for c in range(ncols)] for r in range(nrows)]
     for _ in range(draw(st.integers(0, 2)) if draw(st.booleans()) else 0):
