@@ -86,17 +86,21 @@ def test_the_schema_check_can_fail() -> None:
     assert list(validator.iter_errors(broken))
 
 
-def test_compose_cli_validation_when_available() -> None:
-    """check-jsonschema (test extra) validates the raw file the same way from the shell."""
+def check_with_cli(name: str) -> None:
+    """check-jsonschema (test extra) validates the raw file `name` from the shell."""
     cli = shutil.which("check-jsonschema")
     assert cli, "check-jsonschema missing: install the test extra"
     result = subprocess.run(
-        [cli, "--builtin-schema", "vendor.compose-spec", str(ROOT / "docker-compose.yml")],
+        [cli, "--builtin-schema", "vendor.compose-spec", str(ROOT / name)],
         capture_output=True,
         text=True,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_cli_validation_when_available() -> None:
+    check_with_cli("docker-compose.yml")
 
 
 # --- docker-compose.yml: structure -----------------------------------------------------------

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from typing import Any
 
 import pytest
@@ -12,7 +10,7 @@ import yaml
 
 from ocrflux.settings import Settings
 from tests.deploy_support import ROOT, interpolate, referenced_variables
-from tests.test_compose import ENV_EXAMPLE, compose, schema_validator
+from tests.test_compose import ENV_EXAMPLE, check_with_cli, compose, schema_validator
 
 REPLICAS_TEXT = (ROOT / "docker-compose.replicas.yml").read_text()
 NGINX_TEXT = (ROOT / "deploy" / "nginx.conf").read_text()
@@ -29,15 +27,7 @@ def test_the_file_matches_the_compose_spec(env: dict[str, str]) -> None:
 
 
 def test_compose_cli_validation_when_available() -> None:
-    cli = shutil.which("check-jsonschema")
-    assert cli, "check-jsonschema missing: install the test extra"
-    result = subprocess.run(
-        [cli, "--builtin-schema", "vendor.compose-spec", str(ROOT / "docker-compose.replicas.yml")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    check_with_cli("docker-compose.replicas.yml")
 
 
 def test_each_replica_is_the_main_files_vllm_on_a_gpu_of_its_own() -> None:

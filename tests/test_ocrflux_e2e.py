@@ -432,6 +432,17 @@ def corrupt_page(width: int, height: int) -> str:
     return "data:image/png;base64," + base64.b64encode(cut).decode()
 
 
+def assert_undecodable_page(response: httpx.Response) -> None:
+    """A 400 invalid_image naming the page's part: its pixels could not be decoded."""
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == (
+        "invalid_image",
+        "messages[0].content[1].image_url.url",
+    )
+    assert "could not be decoded" in error["message"]
+
+
 def test_corrupt_pixels_and_a_rotation_request_are_a_400_never_a_500(
     ocrflux_gateway: Process, fake: FakeVLLMProcess
 ) -> None:
@@ -442,13 +453,7 @@ def test_corrupt_pixels_and_a_rotation_request_are_a_400_never_a_500(
     ]
     body = {"model": "m", "messages": [{"role": "user", "content": parts}]}
     response = post(ocrflux_gateway, body)
-    assert response.status_code == 400, response.text
-    error = response.json()["error"]
-    assert (error["code"], error["param"]) == (
-        "invalid_image",
-        "messages[0].content[1].image_url.url",
-    )
-    assert "could not be decoded" in error["message"]
+    assert_undecodable_page(response)
     events = raw_events(ocrflux_gateway, body)
     assert events[-1] == "[DONE]"
     assert orjson.loads(events[-2])["error"]["code"] == "invalid_image"
@@ -465,11 +470,5 @@ def test_a_page_that_cannot_be_decoded_to_shrink_it_is_an_invalid_image(
         {"type": "image_url", "image_url": {"url": corrupt_page(1024, 768)}},
     ]
     response = post(gateway, {"model": "m", "messages": [{"role": "user", "content": parts}]})
-    assert response.status_code == 400, response.text
-    error = response.json()["error"]
-    assert (error["code"], error["param"]) == (
-        "invalid_image",
-        "messages[0].content[1].image_url.url",
-    )
-    assert "could not be decoded" in error["message"]
+    assert_undecodable_page(response)
     assert fake.requests() == []

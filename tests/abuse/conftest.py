@@ -25,13 +25,6 @@ def passthrough(fake_server: FakeVLLMProcess) -> Iterator[Process]:
     gateway.stop()
 
 
-@pytest.fixture(scope="module")
-def ocrflux(fake_server: FakeVLLMProcess) -> Iterator[Process]:
-    gateway = start_gateway(gateway_env(fake_server.port, prompt_mode="ocrflux"))
-    yield gateway
-    gateway.stop()
-
-
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not RESULTS:
         return

@@ -160,7 +160,9 @@ REGEX_BOMBS = [
 
 
 @pytest.mark.parametrize("fmt", ["markdown", "list"])
-def test_regex_bombs_in_model_output(ocrflux: Process, fake: FakeVLLMProcess, fmt: str) -> None:
+def test_regex_bombs_in_model_output(
+    ocrflux_gateway: Process, fake: FakeVLLMProcess, fmt: str
+) -> None:
     page = {
         "primary_language": "en",
         "is_rotation_valid": True,
@@ -171,8 +173,8 @@ def test_regex_bombs_in_model_output(ocrflux: Process, fake: FakeVLLMProcess, fm
     }
     fake.control(answer=json.dumps(page))
     body = chat_body([image_part(encoded("PNG"), "image/png")], output_format=fmt)
-    with watching_health(ocrflux, f"regex bombs in model output ({fmt}, 4 requests)"):
-        responses = attack([poster(ocrflux, body)] * 4)
+    with watching_health(ocrflux_gateway, f"regex bombs in model output ({fmt}, 4 requests)"):
+        responses = attack([poster(ocrflux_gateway, body)] * 4)
     assert [r.status_code for r in responses] == [200] * 4
 
 
