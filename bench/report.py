@@ -157,60 +157,32 @@ def markdown(workloads: list[WorkloadReport], rss: list[RssReport]) -> str:
     return "\n".join(rows)
 
 
+def _target(label: str, value: float, met: bool) -> dict[str, Any]:
+    return {"target": label, "value": value, "met": met}
+
+
 def targets(workloads: list[WorkloadReport], rss: list[RssReport]) -> list[dict[str, Any]]:
     """The issue's targets, each with the measured value and whether it is met."""
     by_name = {w.name: w.summary() for w in workloads}
     found: list[dict[str, Any]] = []
-    page = by_name.get("b_page_passthrough")
-    if page:
+    if page := by_name.get("b_page_passthrough"):
+        added, ratio = page["added_p50_ms"], page["throughput_ratio"]
+        found.append(_target("b passthrough: added p50 <= 1.5 ms", added, added <= 1.5))
+        found.append(_target("b passthrough: throughput >= 90% of direct", ratio, ratio >= 0.9))
+    if seq := by_name.get("e_page_seq"):
+        cpu, added = seq["gateway_cpu_ms_per_request"], seq["added_p50_ms"]
         found.append(
-            {
-                "target": "b passthrough: added p50 <= 1.5 ms",
-                "value": page["added_p50_ms"],
-                "met": page["added_p50_ms"] <= 1.5,
-            }
+            _target("e page, one at a time: gateway CPU <= 1.5 ms per request", cpu, cpu <= 1.5)
         )
-        found.append(
-            {
-                "target": "b passthrough: throughput >= 90% of direct",
-                "value": page["throughput_ratio"],
-                "met": page["throughput_ratio"] >= 0.9,
-            }
-        )
-    seq = by_name.get("e_page_seq")
-    if seq:
-        found.append(
-            {
-                "target": "e page, one at a time: gateway CPU <= 1.5 ms per request",
-                "value": seq["gateway_cpu_ms_per_request"],
-                "met": seq["gateway_cpu_ms_per_request"] <= 1.5,
-            }
-        )
-        found.append(
-            {
-                "target": "e page, one at a time: added p50 <= 1.5 ms",
-                "value": seq["added_p50_ms"],
-                "met": seq["added_p50_ms"] <= 1.5,
-            }
-        )
-    stream = by_name.get("c_stream")
-    if stream:
-        found.append(
-            {
-                "target": "c stream: TTFT p50 within 1 ms of direct",
-                "value": stream["added_p50_ms"],
-                "met": stream["added_p50_ms"] <= 1.0,
-            }
-        )
+        found.append(_target("e page, one at a time: added p50 <= 1.5 ms", added, added <= 1.5))
+    if stream := by_name.get("c_stream"):
+        added = stream["added_p50_ms"]
+        found.append(_target("c stream: TTFT p50 within 1 ms of direct", added, added <= 1.0))
     for r in rss:
-        found.append(
-            {
-                "target": f"peak RSS <= 250 MB, {r.requests} x {r.body_bytes / 1e6:.1f} MB "
-                f"in flight ({r.mode})",
-                "value": r.peak_rss_mb,
-                "met": r.peak_rss_mb <= 250 and r.ok == r.requests,
-            }
+        label = (
+            f"peak RSS <= 250 MB, {r.requests} x {r.body_bytes / 1e6:.1f} MB in flight ({r.mode})"
         )
+        found.append(_target(label, r.peak_rss_mb, r.peak_rss_mb <= 250 and r.ok == r.requests))
     return found
 
 
