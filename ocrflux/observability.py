@@ -16,7 +16,8 @@ from typing import Any
 
 import orjson
 
-request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+NO_REQUEST_ID = "-"  # the id outside any request (start-up, background work)
+request_id_var: ContextVar[str] = ContextVar("request_id", default=NO_REQUEST_ID)
 
 # Accept a client's id only if it is short and harmless in a log line or a header.
 VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")

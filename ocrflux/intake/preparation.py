@@ -36,7 +36,7 @@ from ocrflux.intake.images import (
     toolkit_size,
 )
 from ocrflux.intake.tokens import plan_max_side
-from ocrflux.observability import request_id_var
+from ocrflux.observability import NO_REQUEST_ID, request_id_var
 from ocrflux.settings import Settings
 
 T = TypeVar("T")
@@ -85,7 +85,7 @@ class ImagePreparer:
         """`fn(*args)` in the pool, taking turns with other requests' jobs."""
         loop = asyncio.get_running_loop()
         key = request_id_var.get()
-        if key == "-":  # outside a request (start-up, tools): nobody to take turns with
+        if key == NO_REQUEST_ID:  # start-up, tools: nobody to take turns with
             return await loop.run_in_executor(self._pool, partial(fn, *args))
         flow = self._turns.get(key)
         if flow is None:
