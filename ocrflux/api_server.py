@@ -43,8 +43,8 @@ def main() -> None:
         raise SystemExit(2)
 
     from ocrflux.app import create_app
+    from ocrflux.http.server import GatewayServer, server_config
     from ocrflux.observability import configure_logging
-    from ocrflux.server import GatewayServer, server_config
 
     configure_logging(settings.debug, settings.log_format)
     app = create_app(settings)

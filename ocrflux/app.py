@@ -15,9 +15,9 @@ from ocrflux.documents.loading import DocumentLoader
 from ocrflux.documents.pipeline import DocumentReader
 from ocrflux.documents.render import DocumentRenderer
 from ocrflux.documents.service import OCRService
-from ocrflux.edge import Edge
 from ocrflux.engines.factory import build_engines, require_local_engine
 from ocrflux.errors import install_handlers
+from ocrflux.http.edge import Edge
 from ocrflux.intake.preparation import ImagePreparer
 from ocrflux.metrics import watch_upstream
 from ocrflux.pages import PageReader
@@ -45,7 +45,7 @@ async def report_upstream(upstream: Upstream) -> None:
 
 
 class GatewayApp(FastAPI):
-    """FastAPI with the gateway's edge around its whole middleware stack (see `ocrflux.edge`)."""
+    """FastAPI with the gateway's edge around its whole middleware stack (`ocrflux.http.edge`)."""
 
     def build_middleware_stack(self) -> ASGIApp:
         settings: Settings = self.state.settings

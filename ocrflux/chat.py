@@ -14,6 +14,7 @@ from starlette.responses import Response
 from ocrflux.engines.base import BACKEND_HEADER
 from ocrflux.errors import APIError, check_image_count, from_validation_error, request_timeout
 from ocrflux.format.checkboxes import normalize_checkboxes
+from ocrflux.http.sse import EventStream, ModelRewriter, relay
 from ocrflux.intake.images import ImageRejected, PreparedImage, Probe
 from ocrflux.intake.preparation import ImagePreparer
 from ocrflux.intake.tokens import ContextTooSmall, estimate_text_tokens
@@ -21,7 +22,6 @@ from ocrflux.metrics import record_images
 from ocrflux.pages import PageReader
 from ocrflux.protocol import ChatCompletionRequest, file_param, image_param, json_response
 from ocrflux.settings import Settings
-from ocrflux.sse import EventStream, ModelRewriter, relay
 from ocrflux.upstream import Upstream
 
 logger = logging.getLogger("ocrflux.chat")

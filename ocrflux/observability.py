@@ -2,7 +2,7 @@
 
 Every log line carries the request id (a context variable). Layers below the routes add to the
 current request's `RequestLog` (replicas used, retries, pages) without knowing who prints it;
-the edge (`ocrflux.edge`) prints it as one access line per request.
+the edge (`ocrflux.http.edge`) prints it as one access line per request.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from ocrflux.engines.base import BACKEND_HEADER, PageJob, engines_used
 from ocrflux.errors import APIError, check_image_count, request_timeout
 from ocrflux.format.page import PageResponse
 from ocrflux.format.shaping import infer_output_format, shape_document, shape_pages
+from ocrflux.http.sse import DONE, EventStream, event
 from ocrflux.metrics import record_images
 from ocrflux.protocol import (
     ChatCompletionRequest,
@@ -42,7 +43,6 @@ from ocrflux.protocol import (
     new_completion_id,
 )
 from ocrflux.settings import Settings
-from ocrflux.sse import DONE, EventStream, event
 
 logger = logging.getLogger("ocrflux.pages")
 T = TypeVar("T")

@@ -27,10 +27,10 @@ from ocrflux.engines.base import BACKEND_HEADER, PageJob, engines_used
 from ocrflux.errors import APIError
 from ocrflux.format.checkboxes import normalize_checkboxes
 from ocrflux.format.pipe_tables import tables_to_markdown
+from ocrflux.http.sse import EventStream, named_event
 from ocrflux.metrics import record_documents
 from ocrflux.protocol import json_response
 from ocrflux.settings import Settings
-from ocrflux.sse import EventStream, named_event
 
 logger = logging.getLogger("ocrflux.documents")
 

@@ -8,8 +8,8 @@ import time
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from ocrflux.disconnect import unless_disconnected
 from ocrflux.errors import request_timeout
+from ocrflux.http.disconnect import unless_disconnected
 from ocrflux.protocol import json_response
 from ocrflux.routes.common import SettingsDep, read_json, require_api_key
 

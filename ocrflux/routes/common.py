@@ -11,7 +11,7 @@ from starlette.requests import ClientDisconnect
 
 from ocrflux.chat import ChatService
 from ocrflux.errors import APIError
-from ocrflux.json_body import BodyShape, parse_object, too_complex
+from ocrflux.http.json_body import BodyShape, parse_object, too_complex
 from ocrflux.settings import Settings
 from ocrflux.upstream import Upstream
 
@@ -84,7 +84,7 @@ async def read_body(
 
 async def read_json(request: Request, limit: int, max_items: int) -> dict[str, Any]:
     """The body as a JSON object, read once, refusing more than `limit` bytes or a body whose
-    structure would stall the event loop (see ocrflux.json_body)."""
+    structure would stall the event loop (see ocrflux.http.json_body)."""
     shape = BodyShape()
 
     def check(chunk: bytes) -> None:

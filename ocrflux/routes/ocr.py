@@ -11,10 +11,10 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.responses import Response
 
-from ocrflux.disconnect import unless_disconnected
 from ocrflux.documents.protocol import OCRRequest
 from ocrflux.documents.service import OCRService, Upload
 from ocrflux.errors import APIError, from_validation_error
+from ocrflux.http.disconnect import unless_disconnected
 from ocrflux.routes.common import SettingsDep, read_body, read_json, require_api_key
 from ocrflux.settings import Settings
 

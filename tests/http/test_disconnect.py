@@ -1,4 +1,4 @@
-"""A client that leaves before its answer takes its queued work with it (ocrflux.disconnect).
+"""A client that leaves before its answer takes its queued work with it (ocrflux.http.disconnect).
 
 The app runs in-process and is driven over raw ASGI, so the test decides exactly when the
 client goes away; image work is slowed down and counted to see what still runs after that.
@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from ocrflux.app import create_app
-from ocrflux.disconnect import CLIENT_CLOSED, unless_disconnected
+from ocrflux.http.disconnect import CLIENT_CLOSED, unless_disconnected
 from ocrflux.settings import Settings
 from tests.asgi_support import bmp_url, call
 from tests.support import FakeVLLMProcess

@@ -1,4 +1,4 @@
-"""Parsing request bodies (ocrflux.json_body): structure counted before parsing, depth bounded."""
+"""Parsing request bodies (ocrflux.http.json_body): structure counted first, depth bounded."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from ocrflux.errors import APIError
-from ocrflux.json_body import MAX_DEPTH, BodyShape, nesting_depth, parse_object
+from ocrflux.http.json_body import MAX_DEPTH, BodyShape, nesting_depth, parse_object
 
 
 def shape_of(*chunks: bytes) -> BodyShape:

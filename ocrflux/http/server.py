@@ -12,7 +12,7 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
-from ocrflux.http_limits import limited_protocol
+from ocrflux.http.limits import limited_protocol
 from ocrflux.settings import Settings
 
 logger = logging.getLogger("ocrflux")

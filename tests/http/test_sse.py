@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from ocrflux.sse import DONE, ModelRewriter
+from ocrflux.http.sse import DONE, ModelRewriter
 
 
 def test_compact_json_is_rewritten_by_bytes() -> None:

@@ -1,4 +1,4 @@
-"""Request heads are size-limited, and heads and bodies must arrive in time (ocrflux.http_limits).
+"""Request heads are size-limited, and heads and bodies must arrive in time (ocrflux.http.limits).
 
 Raw sockets against the real gateway on loopback: oversized heads, tricklers, idle sockets.
 """
