@@ -47,6 +47,8 @@ class UpstreamView(Protocol):
 
     def admission_state(self) -> tuple[int, int, int]: ...  # in use, limit, queued
 
+    def background_state(self) -> tuple[int, int]: ...  # background in flight, waiting
+
 
 class _Live(Collector):
     """Gauges computed at scrape time from the upstream layer's own state."""
@@ -67,7 +69,16 @@ class _Live(Collector):
         limit = GaugeMetricFamily(
             "ocrflux_upstream_slots", "MAX_CONCURRENT_REQUESTS: the slots there are."
         )
-        queued = GaugeMetricFamily("ocrflux_queue_depth", "Upstream calls waiting for a slot.")
+        queued = GaugeMetricFamily(
+            "ocrflux_queue_depth", "Interactive upstream calls waiting for a slot."
+        )
+        background = GaugeMetricFamily(
+            "ocrflux_background_in_flight", "Background (batch) upstream calls holding a slot."
+        )
+        background_queued = GaugeMetricFamily(
+            "ocrflux_background_queue_depth",
+            "Background (batch) upstream calls waiting for capacity interactive work leaves.",
+        )
         if self.upstream is not None:
             for replica in self.upstream.replica_views():
                 healthy.add_metric([replica.base_url], 1.0 if replica.healthy else 0.0)
@@ -76,7 +87,10 @@ class _Live(Collector):
             slots.add_metric([], float(used))
             limit.add_metric([], float(total))
             queued.add_metric([], float(waiting))
-        return [healthy, in_flight, slots, limit, queued]
+            running, behind = self.upstream.background_state()
+            background.add_metric([], float(running))
+            background_queued.add_metric([], float(behind))
+        return [healthy, in_flight, slots, limit, queued, background, background_queued]
 
 
 class _Cached:
@@ -193,8 +207,10 @@ def record_upstream_result(replica: str, seconds: float, error: str | None = Non
         METRICS.errors(replica, error).inc()
 
 
-def record_queue_wait(seconds: float) -> None:
-    METRICS.queue_seconds.observe(seconds)
+def record_queue_wait(seconds: float, background: bool = False) -> None:
+    """An interactive call's wait for a slot (background calls wait by design: not counted)."""
+    if not background:
+        METRICS.queue_seconds.observe(seconds)
 
 
 def record_rejected(reason: str) -> None:

@@ -93,7 +93,10 @@ class Settings(BaseSettings):
         64, ge=1, description="Upstream calls in flight, all replicas together."
     )
     max_queue: int = Field(
-        1024, ge=0, description="Upstream calls waiting for a slot (429 beyond)."
+        1024,
+        ge=0,
+        description="Requests waiting for an upstream slot; a document's waiting pages count "
+        "once (429 beyond).",
     )
     queue_timeout: float = Field(
         60.0, gt=0, description="Seconds a call may wait for a slot (503 beyond)."

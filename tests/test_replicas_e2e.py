@@ -168,3 +168,31 @@ def test_a_models_listing_without_a_list_is_a_not_ready_replica_and_the_poller_l
     assert "without a model list" in ready.json()["upstream"][0]["last_error"]
     fake.control(models_body=None)  # the poller is still running and sees it recover
     until(lambda: httpx.get(f"{gateway.url}/ready").status_code == 200, 3, "readmitted")
+
+
+def test_a_documents_queued_pages_leave_other_clients_their_share_of_the_queue(
+    make_gateway: Callable[..., Process], fake: FakeVLLMProcess
+) -> None:
+    # MAX_CONCURRENT_REQUESTS=2, MAX_QUEUE=2: an 8-page document holds both slots and queues
+    # its six other pages; they count once, so a client's text request waits its turn (and
+    # gets the next slot by fair share) instead of a 429.
+    from tests.documents.pdfs import page_json, text_heavy_pdf
+
+    gateway = make_gateway(max_concurrent_requests=2, max_queue=2, queue_timeout=30)
+    fake.control(delay=0.4, capacity=2, answer=page_json("A page."))
+    pdf = text_heavy_pdf(pages=8)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        document = pool.submit(
+            httpx.post,
+            f"{gateway.url}/v1/ocr",
+            files={"file": ("doc.pdf", pdf, "application/pdf")},
+            data={"skip_cross_page_merge": "true"},
+            timeout=60,
+        )
+        until(lambda: fake.stats()["in_service"] == 2, 20, "the document holds both slots")
+        text = chat(gateway)
+        assert text.status_code == 200, text.text
+        assert not document.done(), "the client was served before the document finished"
+        answer = document.result()
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["num_pages"] == 8 and answer.json()["fallback_pages"] == []

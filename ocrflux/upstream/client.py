@@ -39,6 +39,7 @@ from ocrflux.upstream.health import HealthChecker
 from ocrflux.upstream.replicas import Replica, ReplicaSet
 from ocrflux.upstream.shapes import check_completion
 from ocrflux.upstream.transport import LeanTransport, Timeouts
+from ocrflux.work_class import is_background
 
 logger = logging.getLogger("ocrflux.upstream")
 
@@ -112,6 +113,9 @@ class Upstream:
         a = self.admission
         return a.in_use, a.limit, a.queued
 
+    def background_state(self) -> tuple[int, int]:
+        return self.admission.background_in_use, self.admission.background_queued
+
     # --- calls --------------------------------------------------------------------------------
     async def chat(
         self, body: bytes, request_id: str, *, flow: str | None = None
@@ -121,14 +125,14 @@ class Upstream:
         `flow` is the fairness key (one client request or one document; default: the request).
         """
         flow = flow or request_id
-        await self._admit(flow)
+        background = await self._admit(flow)
         started = time.monotonic()
         try:
             content, _ = await self._call(
                 lambda replica: self._attempt(replica, body, request_id), stream=False
             )
         finally:
-            self.admission.release(flow, time.monotonic() - started)
+            self.admission.release(flow, time.monotonic() - started, background=background)
         try:
             data = orjson.loads(content)
         except orjson.JSONDecodeError as exc:
@@ -144,35 +148,37 @@ class Upstream:
         client, so it is never retried.
         """
         flow = flow or request_id
-        await self._admit(flow)
+        background = await self._admit(flow)
         started = time.monotonic()
         handed_over = False
+
+        def release() -> None:
+            self.admission.release(flow, time.monotonic() - started, background=background)
+
         try:
             response, replica = await self._call(
                 lambda replica: self._attempt_stream(replica, body, request_id), stream=True
             )
-            response.stream = TrackedStream(
-                response.stream, self.replicas, replica, lambda: self._stream_closed(flow, started)
-            )
+            response.stream = TrackedStream(response.stream, self.replicas, replica, release)
             handed_over = True
             return response
         finally:
             if not handed_over:
-                self.admission.release(flow, time.monotonic() - started)
+                release()
 
-    def _stream_closed(self, flow: str, started: float) -> None:
-        self.admission.release(flow, time.monotonic() - started)
-
-    async def _admit(self, flow: str) -> None:
+    async def _admit(self, flow: str) -> bool:
+        """Wait for a slot of the caller's class (`ocrflux.work_class`); True: background."""
+        background = is_background()
         try:
-            waited = await self.admission.acquire(flow)
+            waited = await self.admission.acquire(flow, background=background)
         except Rejected as exc:
             full = isinstance(exc, QueueFull)
             metrics.record_rejected("queue_full" if full else "queue_timeout")
             make = errors.queue_full if full else errors.queue_timeout
             raise make(str(exc), exc.retry_after) from None
         if waited:
-            metrics.record_queue_wait(waited)
+            metrics.record_queue_wait(waited, background=background)
+        return background
 
     async def _call(
         self, attempt_on: Callable[[Replica], Awaitable[_T]], *, stream: bool

@@ -153,3 +153,88 @@ async def test_retry_after_grows_with_the_queue() -> None:
     for task in waiting:
         task.cancel()
     await asyncio.gather(*waiting, return_exceptions=True)
+
+
+async def test_a_documents_waiting_pages_count_once_against_the_queue_bound() -> None:
+    # MAX_CONCURRENT_REQUESTS=2, MAX_QUEUE=2: an 8-page document takes both slots and queues
+    # its other 6 pages; two clients' single calls must still find room in the queue.
+    admission = Admission(limit=2, max_queue=2, timeout=30)
+    pages = [asyncio.ensure_future(admission.acquire("document")) for _ in range(8)]
+    await settle()
+    assert admission.held("document") == 2 and admission.queued == 6
+    first = asyncio.ensure_future(admission.acquire("client-1"))
+    await settle()
+    assert not first.done() and admission.queued == 7  # waiting, not refused
+    with pytest.raises(QueueFull):  # a third flow is one too many
+        await admission.acquire("client-2")
+    admission.release("document")
+    await settle()
+    assert first.done() and admission.held("client-1") == 1  # fair share: next slot is its
+    for task in pages:
+        task.cancel()
+    await asyncio.gather(*pages, return_exceptions=True)
+
+
+async def test_background_calls_take_only_free_slots_and_never_make_interactive_ones_wait() -> None:
+    admission = Admission(limit=2, max_queue=0, timeout=30)
+    # A batch fills the idle gateway: two calls run, the third waits for capacity.
+    assert await admission.acquire("batch", background=True) == 0.0
+    assert await admission.acquire("batch", background=True) == 0.0
+    third = asyncio.ensure_future(admission.acquire("batch", background=True))
+    await settle()
+    assert not third.done() and admission.background_queued == 1
+    # Interactive calls still get their two slots at once (MAX_QUEUE=0: any wait would be a
+    # 429), beside the background calls in flight.
+    assert await admission.acquire("client-1") == 0.0
+    assert await admission.acquire("client-2") == 0.0
+    assert admission.in_use == 4 and admission.background_in_use == 2
+    # A background call finishing frees nothing for the batch while clients hold the slots.
+    admission.release("batch", background=True)
+    await settle()
+    assert not third.done() and admission.in_use == 3
+    admission.release("client-1")
+    await settle()
+    assert not third.done(), "2 calls still in flight: no room below the limit"
+    admission.release("client-2")
+    await settle()
+    assert third.done() and admission.background_in_use == 2
+    admission.release("batch", background=True)
+    admission.release("batch", background=True)
+    assert admission.in_use == 0 and admission.background_in_use == 0
+
+
+async def test_a_freed_slot_goes_to_a_waiting_interactive_call_before_any_background_one() -> None:
+    admission = Admission(limit=1, max_queue=10, timeout=30)
+    order: list[str] = []
+
+    async def call(flow: str, background: bool) -> None:
+        await admission.acquire(flow, background=background)
+        order.append(flow)
+
+    await admission.acquire("client-0")
+    batch = asyncio.ensure_future(call("batch", True))
+    await settle()
+    client = asyncio.ensure_future(call("client-1", False))
+    await settle()
+    admission.release("client-0")  # the batch waited longer, the client goes first
+    await settle()
+    assert order == ["client-1"]
+    admission.release("client-1")
+    await settle()
+    assert order == ["client-1", "batch"]
+    await asyncio.gather(batch, client)
+    admission.release("batch", background=True)
+    assert admission.in_use == 0
+
+
+async def test_background_calls_never_time_out_and_cancel_cleanly() -> None:
+    admission = Admission(limit=1, max_queue=10, timeout=0.01)
+    await admission.acquire("client")
+    waiting = asyncio.ensure_future(admission.acquire("batch", background=True))
+    await asyncio.sleep(0.05)  # five QUEUE_TIMEOUTs
+    assert not waiting.done()
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    assert admission.background_queued == 0
+    admission.release("client")
+    assert admission.in_use == 0 and admission.background_in_use == 0
