@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp
@@ -19,6 +22,11 @@ from ocrflux.engines.factory import build_engines, require_local_engine
 from ocrflux.errors import install_handlers
 from ocrflux.http.edge import Edge
 from ocrflux.intake.preparation import ImagePreparer
+from ocrflux.jobs.executor import LineExecutor
+from ocrflux.jobs.service import JobsService
+from ocrflux.jobs.storage import LocalFileStorage
+from ocrflux.jobs.store import Catalog, WorkQueue, connect, database_url, describe
+from ocrflux.jobs.worker import BatchWorker
 from ocrflux.metrics import watch_upstream
 from ocrflux.pages import PageReader
 from ocrflux.routes import HOT_ROUTES, ROUTERS
@@ -42,6 +50,19 @@ async def report_upstream(upstream: Upstream) -> None:
             logger.warning("vLLM at %s is not ready yet (%s)", replica.base_url, replica.last_error)
         else:
             logger.info("vLLM at %s serves %s", replica.base_url, replica.served_models)
+
+
+def gateway_name() -> str:
+    """This gateway among the ones sharing a jobs database (its leases say who holds them)."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def _room_for_batches(settings: Settings, upstream: Upstream) -> Callable[[], bool]:
+    """Claim more batch lines only while their upstream calls are not waiting for capacity
+    (so lines go to the gateways that can run them now)."""
+    if settings.ocr_backend == "local":
+        return lambda: True
+    return lambda: upstream.admission.background_queued == 0
 
 
 class GatewayApp(FastAPI):
@@ -79,11 +100,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_error_rate=settings.max_page_error_rate,
             keep_images=settings.keep_image_placeholders,
         )
+        url = database_url(settings.jobs_database_url, settings.data_dir)
+        database = await connect(url)
+        logger.info("jobs database: %s", describe(url))
+        storage = LocalFileStorage(settings.data_dir)
+        storage.clean_spool(older_than=2 * settings.request_body_timeout + 3600)
+        catalog = Catalog(database)
+        jobs = JobsService(settings, catalog, storage)
+        chat = ChatService(settings, upstream, images, PageReader(settings, loader, reader))
+        ocr = OCRService(settings, loader, reader, files=jobs)
+        worker = None
+        if settings.batch_worker:
+            worker = BatchWorker(
+                settings,
+                catalog,
+                WorkQueue(database, gateway_name()),
+                storage,
+                LineExecutor(settings, storage, chat, ocr),
+                has_room=_room_for_batches(settings, upstream),
+            )
+            jobs.wake = worker.wake
         app.state.upstream = upstream
-        app.state.chat = ChatService(
-            settings, upstream, images, PageReader(settings, loader, reader)
-        )
-        app.state.ocr = OCRService(settings, loader, reader)
+        app.state.chat = chat
+        app.state.ocr = ocr
+        app.state.jobs = jobs
         app.state.engines = engines
         watch_upstream(upstream)
         if settings.max_concurrent_requests > settings.pool_max_connections:
@@ -105,8 +145,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.ocr_backend == "vllm":  # else nothing ever calls vLLM
                 await report_upstream(upstream)
                 upstream.health.start()
+            if worker is not None:
+                worker.start()
             yield
         finally:
+            if worker is not None:
+                await worker.aclose()
+            await database.dispose()
             watch_upstream(None)
             if engines.local is not None:
                 await engines.local.aclose()

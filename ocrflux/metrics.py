@@ -147,6 +147,15 @@ class Metrics:
             "fallback_pages", "Pages answered with raw text (not page JSON).", "engine"
         )
         self.documents = counter("documents", "Documents processed, by outcome.", "outcome")
+        self.batch_lines = counter(
+            "batch_lines", "Batch lines committed, by outcome (succeeded, failed).", "outcome"
+        )
+        self.batch_line_seconds = Histogram(
+            "ocrflux_batch_line_duration_seconds",
+            "One batch line, from its claim to its commit.",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
 
     def _counter(self, name: str, doc: str, *labels: str) -> _Cached:
         return _Cached(Counter(f"ocrflux_{name}", doc, labels, registry=self.registry))
@@ -211,6 +220,12 @@ def record_queue_wait(seconds: float, background: bool = False) -> None:
     """An interactive call's wait for a slot (background calls wait by design: not counted)."""
     if not background:
         METRICS.queue_seconds.observe(seconds)
+
+
+def record_batch_line(outcome: str, seconds: float) -> None:
+    """A batch line committed (`succeeded` or `failed`) after `seconds` on this gateway."""
+    METRICS.batch_lines(outcome).inc()
+    METRICS.batch_line_seconds.observe(seconds)
 
 
 def record_rejected(reason: str) -> None:

@@ -213,6 +213,48 @@ class Settings(BaseSettings):
         "(with OCR_BACKEND=vllm).",
     )
 
+    # --- batch jobs --------------------------------------------------------------------------
+    data_dir: str = Field(
+        "data",
+        min_length=1,
+        description="Folder for the jobs database (SQLite) and file bytes (uploads, batch "
+        "outputs); in a fleet, a volume every gateway mounts.",
+    )
+    jobs_database_url: str = Field(
+        "",
+        description="Jobs database: empty for SQLite under DATA_DIR, or "
+        "`postgresql://user:pass@host/db` for gateways that share batches.",
+    )
+    batch_worker: bool = Field(
+        True, description="Run batch lines on this gateway (false: it only takes API calls)."
+    )
+    batch_lines_in_flight: int = Field(
+        32, ge=1, le=4096, description="Batch lines this gateway runs at once."
+    )
+    batch_lease_seconds: float = Field(
+        60.0,
+        ge=2,
+        le=3600,
+        description="A claimed batch line's lease; a gateway that dies loses its lines after it.",
+    )
+    batch_poll_interval: float = Field(
+        1.0, gt=0, le=60, description="Seconds between looks for batch work in the database."
+    )
+    batch_max_lines: int = Field(
+        50_000, ge=1, description="Most requests in one batch (its input files together)."
+    )
+    max_file_bytes: int = Field(
+        200 * 1024 * 1024, ge=1024, description="Largest file `POST /v1/files` accepts (413)."
+    )
+    max_active_batches: int = Field(
+        16, ge=1, description="Batches one API key may have running at once (429 beyond)."
+    )
+    jobs_retention_hours: float = Field(
+        720.0,
+        gt=0,
+        description="Files, and batches that ended, are deleted after this many hours.",
+    )
+
     _split = field_validator("api_keys", "remote_image_allowlist", "vllm_urls", mode="before")(
         _split_commas
     )
@@ -280,6 +322,16 @@ class Settings(BaseSettings):
         for item in value:
             ipaddress.ip_network(item, strict=False)  # raises ValueError naming the item
         return value
+
+    @property
+    def ocr_request_bytes(self) -> int:
+        """A `/v1/ocr` body: a document may arrive base64-encoded inside JSON (4/3 growth)."""
+        return max(self.max_request_bytes, self.max_document_bytes * 4 // 3 + (1 << 20))
+
+    @property
+    def max_line_bytes(self) -> int:
+        """A batch line holds one request body (either endpoint's)."""
+        return self.ocr_request_bytes + 4096
 
     @cached_property
     def upstream_urls(self) -> list[str]:

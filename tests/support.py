@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -114,6 +115,8 @@ def gateway_env(upstream_port: int, **settings: Any) -> dict[str, str]:
             "MAX_RETRIES": "1",
             "RETRY_BACKOFF": "0.01",
             "HEALTH_CHECK_INTERVAL": "0",
+            # Each gateway its own jobs database and files (tests share no batch state).
+            "DATA_DIR": tempfile.mkdtemp(prefix="ocrflux-test-data-"),
         }
     )
     env.update({k.upper(): str(v) for k, v in settings.items()})

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 TableFormat = Literal["html", "markdown"]
 
@@ -57,13 +57,23 @@ class ImageDocument(BaseModel):
         return self.image_url if isinstance(self.image_url, str) else self.image_url.url
 
 
+class FileDocument(BaseModel):
+    """`{"type": "file", "file_id": ID}`: a document uploaded to `POST /v1/files`
+    (purpose `ocr`), Mistral's file chunk."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["file"]
+    file_id: str = Field(min_length=1, max_length=128)
+
+
 class OCRRequest(BaseModel):
     """The fields of Mistral's OCR request the gateway understands."""
 
     model_config = ConfigDict(extra="allow")
 
     model: str | None = None
-    document: DocumentURL | ImageDocument | None = Field(None, discriminator="type")
+    document: DocumentURL | ImageDocument | FileDocument | None = Field(None, discriminator="type")
     pages: list[int] | str | None = None
     table_format: TableFormat | None = None
     include_image_base64: bool | None = None
@@ -73,19 +83,6 @@ class OCRRequest(BaseModel):
     # OCRFlux's own options.
     skip_cross_page_merge: bool = False
     stream: bool = False
-
-    @model_validator(mode="before")
-    @classmethod
-    def _refuse_unsupported(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            document = data.get("document")
-            if isinstance(document, dict) and document.get("type") == "file":
-                raise ValueError(
-                    "document.type 'file' (a Mistral file id) is not supported: send a "
-                    "'document_url' or 'image_url' (data: or http(s) URL), or upload the file "
-                    "as multipart/form-data"
-                )
-        return data
 
     @field_validator("pages", mode="before")
     @classmethod
@@ -110,7 +107,7 @@ class OCRRequest(BaseModel):
     @property
     def url(self) -> str:
         document = self.document
-        if document is None:
+        if document is None or isinstance(document, FileDocument):
             return ""
         return document.document_url if isinstance(document, DocumentURL) else document.url
 

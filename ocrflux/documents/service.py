@@ -6,8 +6,9 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+from pydantic import ValidationError
 from starlette.responses import Response
 
 from ocrflux.documents.loading import DocumentLoader
@@ -21,10 +22,10 @@ from ocrflux.documents.pipeline import (
     PageRead,
     PageSource,
 )
-from ocrflux.documents.protocol import OCRRequest, ocr_body, page_object
+from ocrflux.documents.protocol import FileDocument, OCRRequest, ocr_body, page_object
 from ocrflux.documents.sources import DocumentRejected, parse_pages
 from ocrflux.engines.base import BACKEND_HEADER, PageJob, engines_used
-from ocrflux.errors import APIError
+from ocrflux.errors import APIError, from_validation_error
 from ocrflux.format.checkboxes import normalize_checkboxes
 from ocrflux.format.pipe_tables import tables_to_markdown
 from ocrflux.http.sse import EventStream, named_event
@@ -43,16 +44,53 @@ class Upload:
     filename: str | None
 
 
+class DocumentFiles(Protocol):
+    """Documents uploaded earlier (`POST /v1/files`, purpose `ocr`), read by id."""
+
+    async def read_document(self, owner: str, file_id: str, max_bytes: int) -> bytes:
+        """The file's bytes; `APIError` 404 when `owner` has no such file, 413 when larger
+        than `max_bytes`."""
+        ...
+
+
 class OCRService:
     """Answers Mistral-style OCR requests with the documents pipeline."""
 
-    def __init__(self, settings: Settings, loader: DocumentLoader, reader: DocumentReader) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        loader: DocumentLoader,
+        reader: DocumentReader,
+        files: DocumentFiles | None = None,
+    ) -> None:
         self.settings = settings
         self.loader = loader
         self.reader = reader
+        self.files = files
+
+    async def answer(
+        self, fields: dict[str, Any], upload: Upload | None, request_id: str, *, owner: str
+    ) -> Response:
+        """A request's fields (JSON, a form's fields, or a batch line's body) validated and
+        answered; `owner` is whose uploaded files a `file_id` document may name."""
+        if upload is None and fields.get("document") is None:
+            raise APIError(
+                400,
+                "document is required: send {'document': {'type': 'document_url', "
+                "'document_url': ...}} or upload the file as multipart/form-data with a "
+                "'file' field",
+                param="document",
+                code="missing_document",
+            )
+        try:
+            request = OCRRequest.model_validate(fields)
+        except ValidationError as exc:
+            raise from_validation_error(exc) from None
+        del fields
+        return await self.respond(request, upload, request_id, owner=owner)
 
     async def respond(
-        self, request: OCRRequest, upload: Upload | None, request_id: str
+        self, request: OCRRequest, upload: Upload | None, request_id: str, *, owner: str = ""
     ) -> Response:
         unsupported = request.unsupported()
         if unsupported:
@@ -62,6 +100,8 @@ class OCRService:
             )
         if upload is not None:
             data, param = upload.data, "file"
+        elif isinstance(request.document, FileDocument):
+            data, param = await self._stored(owner, request.document.file_id), "document"
         else:
             data, param = await self.loader.load(request.url, "document"), "document"
         source = await self.loader.open(data, param)
@@ -114,6 +154,16 @@ class OCRService:
         finally:
             record_documents(outcome)
             await source.aclose()
+
+    async def _stored(self, owner: str, file_id: str) -> bytes:
+        if self.files is None:
+            raise APIError(
+                400,
+                "document.type 'file' needs the Files API, which this gateway does not run",
+                param="document.file_id",
+                code="unsupported",
+            )
+        return await self.files.read_document(owner, file_id, self.settings.max_document_bytes)
 
     def _select(self, request: OCRRequest, num_pages: int) -> list[int]:
         try:

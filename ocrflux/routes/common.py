@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -50,6 +51,15 @@ async def require_api_key(request: Request, settings: SettingsDep) -> None:
             "Incorrect API key provided. Send it as 'Authorization: Bearer <key>'.",
             code="invalid_api_key",
         )
+
+
+def owner_of(request: Request, settings: Settings) -> str:
+    """Whose files and batches a request sees: a hash of its API key ("" without API_KEYS,
+    when every client shares them). Call after `require_api_key`."""
+    if not settings.api_keys:
+        return ""
+    token = request.headers.get("authorization", "").partition(" ")[2].strip()
+    return hashlib.sha256(token.encode()).hexdigest()[:32]
 
 
 async def read_body(

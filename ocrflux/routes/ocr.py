@@ -6,17 +6,20 @@ from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.responses import Response
 
-from ocrflux.documents.protocol import OCRRequest
 from ocrflux.documents.service import OCRService, Upload
-from ocrflux.errors import APIError, from_validation_error
+from ocrflux.errors import APIError
 from ocrflux.http.disconnect import unless_disconnected
-from ocrflux.routes.common import SettingsDep, read_body, read_json, require_api_key
-from ocrflux.settings import Settings
+from ocrflux.routes.common import (
+    SettingsDep,
+    owner_of,
+    read_body,
+    read_json,
+    require_api_key,
+)
 
 ocr = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
 
@@ -31,34 +34,18 @@ async def get_ocr(request: Request) -> OCRService:
 OCRDep = Annotated[OCRService, Depends(get_ocr)]
 
 
-def body_limit(settings: Settings) -> int:
-    """A document may arrive base64-encoded inside JSON: allow for its 4/3 growth."""
-    return max(settings.max_request_bytes, settings.max_document_bytes * 4 // 3 + (1 << 20))
-
-
 @ocr.post("/ocr")
 async def run_ocr(request: Request, settings: SettingsDep, service: OCRDep) -> Response:
-    limit = body_limit(settings)
+    limit = settings.ocr_request_bytes
     upload = None
     if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         fields, upload = await _parse_form(request, await read_body(request, limit))
     else:
         fields = await read_json(request, limit, settings.max_json_items)
-    if upload is None and fields.get("document") is None:
-        raise APIError(
-            400,
-            "document is required: send {'document': {'type': 'document_url', 'document_url': "
-            "...}} or upload the file as multipart/form-data with a 'file' field",
-            param="document",
-            code="missing_document",
-        )
-    try:
-        ocr_request = OCRRequest.model_validate(fields)
-    except ValidationError as exc:
-        raise from_validation_error(exc) from None
     if "text/event-stream" in request.headers.get("accept", ""):
-        ocr_request.stream = True
-    work = service.respond(ocr_request, upload, request.state.request_id)
+        fields["stream"] = True
+    owner = owner_of(request, settings)
+    work = service.answer(fields, upload, request.state.request_id, owner=owner)
     del fields, upload
     return await unless_disconnected(request, work)
 

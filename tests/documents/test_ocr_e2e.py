@@ -271,9 +271,11 @@ def test_bad_options_are_400s_naming_the_field(
     assert response.json()["error"]["param"] == param
 
 
-def test_file_id_documents_and_missing_documents_are_refused(ocrflux_gateway: Process) -> None:
-    file_doc = ocr(ocrflux_gateway, {"document": {"type": "file", "file_id": "abc"}})
-    assert file_doc.status_code == 400 and "file id" in file_doc.json()["error"]["message"]
+def test_unknown_file_ids_and_missing_documents_are_refused(ocrflux_gateway: Process) -> None:
+    file_doc = ocr(ocrflux_gateway, {"document": {"type": "file", "file_id": "file-abc"}})
+    assert file_doc.status_code == 404, file_doc.text
+    assert file_doc.json()["error"]["message"].startswith("No such file: 'file-abc'")
+    assert file_doc.json()["error"]["param"] == "document.file_id"
     missing = ocr(ocrflux_gateway, {"model": "x"})
     assert missing.status_code == 400 and missing.json()["error"]["param"] == "document"
 
