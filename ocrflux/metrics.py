@@ -51,10 +51,13 @@ class UpstreamView(Protocol):
 
 
 class _Live(Collector):
-    """Gauges computed at scrape time from the upstream layer's own state."""
+    """Gauges computed at scrape time from the upstream layer's own state, and the batch
+    census the batch worker takes every few seconds."""
 
     def __init__(self) -> None:
         self.upstream: UpstreamView | None = None
+        self.batches: dict[str, int] | None = None
+        self.batch_lines_waiting = 0
 
     def collect(self) -> Iterable[Metric]:
         healthy = GaugeMetricFamily(
@@ -90,7 +93,19 @@ class _Live(Collector):
             running, behind = self.upstream.background_state()
             background.add_metric([], float(running))
             background_queued.add_metric([], float(behind))
-        return [healthy, in_flight, slots, limit, queued, background, background_queued]
+        families = [healthy, in_flight, slots, limit, queued, background, background_queued]
+        if self.batches is not None:
+            by_status = GaugeMetricFamily(
+                "ocrflux_batches", "Batches in the jobs database, by status.", labels=["status"]
+            )
+            for status, count in sorted(self.batches.items()):
+                by_status.add_metric([status], float(count))
+            backlog = GaugeMetricFamily(
+                "ocrflux_batch_lines_waiting", "Lines of running batches not started yet."
+            )
+            backlog.add_metric([], float(self.batch_lines_waiting))
+            families += [by_status, backlog]
+        return families
 
 
 class _Cached:
@@ -220,6 +235,18 @@ def record_queue_wait(seconds: float, background: bool = False) -> None:
     """An interactive call's wait for a slot (background calls wait by design: not counted)."""
     if not background:
         METRICS.queue_seconds.observe(seconds)
+
+
+BATCH_STATUSES = (
+    "validating", "in_progress", "cancelling", "finalizing",
+    "completed", "failed", "cancelled", "expired",
+)  # fmt: skip
+
+
+def record_batch_census(counts: dict[str, int], waiting: int) -> None:
+    """The jobs database's batches by status and the lines waiting (every status shown)."""
+    METRICS.live.batches = {status: counts.get(status, 0) for status in BATCH_STATUSES}
+    METRICS.live.batch_lines_waiting = waiting
 
 
 def record_batch_line(outcome: str, seconds: float) -> None:

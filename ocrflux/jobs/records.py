@@ -25,6 +25,7 @@ class Status(enum.StrEnum):
 
 
 ACTIVE = (Status.VALIDATING, Status.IN_PROGRESS, Status.CANCELLING, Status.FINALIZING)
+ENDED = (Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.EXPIRED)
 # A line's error file entry when it never ran, by the outcome that stopped it.
 NOT_RUN = {
     Status.CANCELLED: (
@@ -149,7 +150,9 @@ class ValidationErrors:
     data: list[dict[str, Any]] = field(default_factory=list)
     count: int = 0
 
-    def add(self, code: str, message: str, line: int | None = None, param: str | None = None):
+    def add(
+        self, code: str, message: str, line: int | None = None, param: str | None = None
+    ) -> None:
         self.count += 1
         if len(self.data) < self.limit:
             self.data.append({"code": code, "message": message, "param": param, "line": line})

@@ -26,13 +26,16 @@ from ocrflux.jobs.records import BatchRecord, ClaimedLine, LineResult, Validatio
 from ocrflux.jobs.storage import FileStorage
 from ocrflux.jobs.store import Catalog, WorkQueue
 from ocrflux.jobs.validate import InputScanner
-from ocrflux.metrics import record_batch_line
+from ocrflux.metrics import record_batch_census, record_batch_line
 from ocrflux.settings import Settings
 
 logger = logging.getLogger("ocrflux.jobs")
 
 # A line claimed this many times never finished (each gateway running it died): it fails.
 MAX_ATTEMPTS = 3
+# Seconds between the batch census for /metrics, and between retention sweeps.
+CENSUS_EVERY = 5.0
+PURGE_EVERY = 600.0
 
 
 class BatchWorker:
@@ -61,6 +64,8 @@ class BatchWorker:
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
         self._renewed = 0.0
+        self._counted = 0.0
+        self._purged = 0.0
 
     def start(self) -> None:
         self._loop = asyncio.create_task(self._run(), name="batch-worker")
@@ -99,6 +104,23 @@ class BatchWorker:
         self._chore("validate", self.queue.claim_validation, self._validate)
         self._chore("finalize", self.queue.claim_finalize, self._finalize)
         await self._claim()
+        now = time.monotonic()
+        if now - self._counted > CENSUS_EVERY:
+            self._counted = now
+            record_batch_census(*await self.queue.census())
+        if now - self._purged > PURGE_EVERY:
+            self._purged = now
+            await self.purge()
+
+    async def purge(self) -> int:
+        """Delete what is older than JOBS_RETENTION_HOURS (records first, then bytes)."""
+        before = int(time.time() - self.settings.jobs_retention_hours * 3600)
+        keys = await self.queue.purge(before)
+        for key in keys:
+            await self.storage.delete(key)
+        if keys:
+            logger.info("retention: %d files deleted", len(keys))
+        return len(keys)
 
     def _chore(
         self,

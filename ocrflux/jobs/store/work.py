@@ -16,11 +16,12 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, delete, exists, or_, select, update
+from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ocrflux.jobs.records import (
+    ENDED,
     BatchRecord,
     ClaimedLine,
     FileRecord,
@@ -152,12 +153,15 @@ class WorkQueue:
         claimable = or_(
             lines.c.state == PENDING, and_(lines.c.state == RUNNING, lines.c.lease_until < now)
         )
+        running = exists().where(
+            batches.c.id == batch.id, batches.c.status == Status.IN_PROGRESS.value
+        )
         async with self.engine.begin() as conn:
             chosen = (
                 (
                     await conn.execute(
                         select(lines.c.line_no)
-                        .where(lines.c.batch_id == batch.id, claimable)
+                        .where(lines.c.batch_id == batch.id, claimable, running)
                         .order_by(lines.c.line_no)
                         .limit(count)
                         .with_for_update(skip_locked=True)
@@ -394,6 +398,97 @@ class WorkQueue:
                 await conn.execute(files.delete().where(files.c.id == record.id))
                 await conn.execute(files.insert().values(**file_values(record)))
         return True
+
+    # --- retention and metrics ----------------------------------------------------------------
+    async def purge(self, before: int) -> list[str]:
+        """Delete batches that ended before `before` (their lines and output files), and files
+        created before it that no batch still running reads; the storage keys to delete."""
+        ended = func.coalesce(
+            batches.c.completed_at,
+            batches.c.failed_at,
+            batches.c.cancelled_at,
+            batches.c.expired_at,
+        )
+        async with self.engine.begin() as conn:
+            old = (
+                (
+                    await conn.execute(
+                        delete(batches)
+                        .where(batches.c.status.in_([s.value for s in ENDED]), ended < before)
+                        .returning(batches.c.id)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            keys: list[str] = []
+            if old:
+                await conn.execute(delete(lines).where(lines.c.batch_id.in_(old)))
+                keys += (
+                    (
+                        await conn.execute(
+                            delete(files)
+                            .where(files.c.batch_id.in_(old))
+                            .returning(files.c.storage_key)
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+            inputs = (
+                (
+                    await conn.execute(
+                        select(batches.c.input_files).where(
+                            batches.c.status.not_in([s.value for s in ENDED])
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            in_use = {file_id for text in inputs for file_id in orjson.loads(text)}
+            stale = (
+                (
+                    await conn.execute(
+                        select(files.c.id).where(
+                            files.c.created_at < before, files.c.batch_id.is_(None)
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            doomed = [f for f in stale if f not in in_use]
+            if doomed:
+                keys += (
+                    (
+                        await conn.execute(
+                            delete(files)
+                            .where(files.c.id.in_(doomed))
+                            .returning(files.c.storage_key)
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+        return keys
+
+    async def census(self) -> tuple[dict[str, int], int]:
+        """Batches by status, and lines waiting to run (for /metrics)."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(batches.c.status, func.count()).group_by(batches.c.status)
+                )
+            ).all()
+            waiting = (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(lines.join(batches, lines.c.batch_id == batches.c.id))
+                    .where(lines.c.state == PENDING, batches.c.status == Status.IN_PROGRESS.value)
+                )
+            ).scalar_one()
+        return {status: int(n) for status, n in rows}, int(waiting)
 
     # --- helpers ------------------------------------------------------------------------------
     async def _claim_batch(self, status: Status, lease: float) -> BatchRecord | None:
