@@ -11,7 +11,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ class Process:
     proc: subprocess.Popen[bytes]
     url: str
     port: int
+    env: dict[str, str] = field(default_factory=dict)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -132,7 +133,7 @@ def start_gateway(env: dict[str, str], timeout: float = 20.0) -> Process:
         cwd=ROOT,
         stderr=subprocess.PIPE if env.get("CAPTURE_STDERR") else None,
     )
-    gateway = Process(proc, f"http://127.0.0.1:{port}", port)
+    gateway = Process(proc, f"http://127.0.0.1:{port}", port, env)
     wait_for(f"{gateway.url}/health", proc, timeout)
     return gateway
 

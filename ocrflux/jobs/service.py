@@ -35,6 +35,12 @@ class SpooledUpload:
     lines: int  # newlines seen (JSONL requests)
 
 
+def new_id(prefix: str) -> str:
+    """`prefix` + milliseconds + randomness: ids sort in creation order (the listings'
+    cursor), across gateways too."""
+    return f"{prefix}{time.time_ns() // 1_000_000:012x}{secrets.token_hex(6)}"
+
+
 def not_found(kind: str, ident: str) -> APIError:
     return APIError(404, f"No such {kind}: '{ident}'", param="id", code="not_found")
 
@@ -78,7 +84,7 @@ class JobsService:
                 )
             if upload.size == 0:
                 raise APIError(400, "the file is empty", param="file", code="empty_file")
-            file_id = "file-" + secrets.token_hex(12)
+            file_id = new_id("file-")
             await self.storage.put(file_id, upload.path)
         finally:
             await discard(upload.path)  # put() moved it, or it is refused
@@ -183,7 +189,7 @@ class JobsService:
             )
         now = int(time.time())
         record = BatchRecord(
-            id="batch_" + secrets.token_hex(12),
+            id=new_id("batch_"),
             owner=owner,
             api=api,
             endpoint=endpoint,

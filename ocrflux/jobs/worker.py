@@ -99,8 +99,7 @@ class BatchWorker:
     async def _tick(self) -> None:
         for batch_id in await self.queue.expire_due():
             logger.info("batch %s expired: its completion window has passed", batch_id)
-        if time.monotonic() - self._renewed > self.lease / 3:
-            await self._heartbeat()
+        await self._heartbeat()
         self._chore("validate", self.queue.claim_validation, self._validate)
         self._chore("finalize", self.queue.claim_finalize, self._finalize)
         await self._claim()
@@ -195,13 +194,15 @@ class BatchWorker:
             self._wake.set()
 
     async def _heartbeat(self) -> None:
-        """Renew our leases; cancel our lines of batches that stopped taking results."""
-        self._renewed = time.monotonic()
-        claimed = [line for line, _ in self.lines.values()]
-        stopped = await self.queue.renew_lines(claimed, self.lease)
+        """Cancel our lines of batches that stopped (every tick: a cancel takes effect within
+        BATCH_POLL_INTERVAL); renew our leases (every third of a lease)."""
+        stopped = await self.queue.stopped({batch_id for batch_id, _ in self.lines})
         for line, task in list(self.lines.values()):
             if line.batch_id in stopped:
                 task.cancel()
+        if self.lines and time.monotonic() - self._renewed > self.lease / 3:
+            self._renewed = time.monotonic()
+            await self.queue.renew_lines(self.lease)
 
     # --- validation and finalizing ------------------------------------------------------------
     async def _validate(self, batch: BatchRecord) -> None:

@@ -133,10 +133,10 @@ async def test_an_expired_lease_moves_the_line_and_fences_out_the_old_commit(
     queue_a = await running_batch(engine, clock, 2)
     queue_b = WorkQueue(engine, "B", clock)
     batch = await get(engine)
-    (line_a, other) = await queue_a.claim_lines(batch, ["key"], 2, LEASE)
+    (line_a, _) = await queue_a.claim_lines(batch, ["key"], 2, LEASE)
     assert await queue_b.claim_lines(batch, ["key"], 2, LEASE) == []  # leased: not claimable
     clock.now += LEASE - 1
-    await queue_a.renew_lines([other], LEASE)  # renews what A still runs (both lines)
+    await queue_a.renew_lines(LEASE)  # renews what A still runs (both lines)
     clock.now += 2
     assert await queue_b.claim_lines(batch, ["key"], 2, LEASE) == []  # renewed in time
     clock.now += LEASE + 1  # A is gone: it stopped renewing
@@ -211,7 +211,7 @@ async def test_cancel_stops_claims_waits_for_live_leases_then_finalizes(
     assert cancelled is not None and cancelled.status is Status.CANCELLING
     assert cancelled.outcome is Status.CANCELLED and cancelled.cancelling_at == int(clock.now)
     assert await queue.claim_lines(await get(engine), ["key"], 5, LEASE) == []
-    assert await queue.renew_lines([running], LEASE) == {"batch_1"}  # cancel your lines
+    assert await queue.stopped({"batch_1"}) == {"batch_1"}  # cancel your lines
     assert await queue.claim_finalize(LEASE) is None  # a live lease: not yet
     assert await queue.commit(running, ok())  # what finishes meanwhile is kept
     finalizing = await queue.claim_finalize(LEASE)

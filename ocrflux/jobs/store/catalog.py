@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, and_, delete, func, or_, select, update
+from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ocrflux.jobs.records import ACTIVE, BatchRecord, FileRecord, Status
@@ -113,27 +113,18 @@ class Catalog:
         newest_first: bool = True,
         offset: int = 0,
     ) -> tuple[list[FileRecord], int]:
-        """A page of files (by creation, then id) and how many the owner has in all."""
+        """A page of files (newest first, or oldest) and how many the owner has in all."""
         where = [files.c.owner == owner]
         if purpose:
             where.append(files.c.purpose == purpose)
-        order = [files.c.created_at, files.c.id]
         async with self.engine.connect() as conn:
             total = (
                 await conn.execute(select(func.count()).select_from(files).where(*where))
             ).scalar_one()
-            if after:
-                cursor = (
-                    await conn.execute(
-                        select(files.c.created_at).where(files.c.id == after, *where)
-                    )
-                ).scalar()
-                if cursor is not None:
-                    where.append(
-                        _beyond(files.c.created_at, files.c.id, cursor, after, newest_first)
-                    )
+            if after:  # ids grow with time (`ocrflux.jobs.service.new_id`): they are the cursor
+                where.append(files.c.id < after if newest_first else files.c.id > after)
             query = select(files).where(*where)
-            query = query.order_by(*(c.desc() for c in order) if newest_first else order)
+            query = query.order_by(files.c.id.desc() if newest_first else files.c.id)
             rows = (await conn.execute(query.offset(offset).limit(limit))).all()
         return [file_record(r) for r in rows], total
 
@@ -200,17 +191,11 @@ class Catalog:
                 await conn.execute(select(func.count()).select_from(batches).where(*where))
             ).scalar_one()
             if after:
-                cursor = (
-                    await conn.execute(
-                        select(batches.c.created_at).where(batches.c.id == after, *where)
-                    )
-                ).scalar()
-                if cursor is not None:
-                    where.append(_beyond(batches.c.created_at, batches.c.id, cursor, after, True))
+                where.append(batches.c.id < after)
             query = (
                 select(batches)
                 .where(*where)
-                .order_by(batches.c.created_at.desc(), batches.c.id.desc())
+                .order_by(batches.c.id.desc())
                 .offset(offset)
                 .limit(limit)
             )
@@ -248,10 +233,3 @@ class Catalog:
                 )
             ).first()
         return batch_record(row) if row is not None else None
-
-
-def _beyond(created: Any, ident: Any, cursor: int, after: str, descending: bool) -> Any:
-    """Rows after the cursor row (`created`, `ident`) in the listing's order."""
-    if descending:
-        return or_(created < cursor, and_(created == cursor, ident < after))
-    return or_(created > cursor, and_(created == cursor, ident > after))

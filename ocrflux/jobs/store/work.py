@@ -209,30 +209,25 @@ class WorkQueue:
         ]
         return sorted(claimed, key=lambda c: c.line_no)
 
-    async def renew_lines(self, leased: Sequence[ClaimedLine], lease: float) -> set[str]:
-        """Extend our leases; the ids of those lines' batches that stopped accepting results
-        (cancelled or expired: their lines in flight should be cancelled)."""
-        if not leased:
-            return set()
-        ids = {c.batch_id for c in leased}
+    async def renew_lines(self, lease: float) -> None:
+        """Extend the leases of every line we run."""
         async with self.engine.begin() as conn:
             await conn.execute(
                 update(lines)
                 .where(lines.c.owner == self.me, lines.c.state == RUNNING)
                 .values(lease_until=self.clock() + lease)
             )
-            accepting = (
-                (
-                    await conn.execute(
-                        select(batches.c.id).where(
-                            batches.c.id.in_(ids), batches.c.status == Status.IN_PROGRESS.value
-                        )
-                    )
-                )
-                .scalars()
-                .all()
+
+    async def stopped(self, batch_ids: set[str]) -> set[str]:
+        """Those of `batch_ids` that stopped running (cancelled, expired: cancel their lines)."""
+        if not batch_ids:
+            return set()
+        async with self.engine.connect() as conn:
+            query = select(batches.c.id).where(
+                batches.c.id.in_(batch_ids), batches.c.status == Status.IN_PROGRESS.value
             )
-        return ids - set(accepting)
+            running = (await conn.execute(query)).scalars().all()
+        return batch_ids - set(running)
 
     async def release(self, line: ClaimedLine) -> None:
         """Give a lease up (its work was cancelled): the line is claimable at once."""
