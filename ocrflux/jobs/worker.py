@@ -107,7 +107,7 @@ class BatchWorker:
         if now - self._counted > CENSUS_EVERY:
             self._counted = now
             record_batch_census(*await self.queue.census())
-        if now - self._purged > PURGE_EVERY:
+        if now - self._purged > min(PURGE_EVERY, self.settings.jobs_retention_hours * 360):
             self._purged = now
             await self.purge()
 

@@ -96,7 +96,7 @@ async def file_content(
     file_id: str, request: Request, settings: SettingsDep, jobs: JobsDep
 ) -> Response:
     record = await jobs.get_file(owner_of(request, settings), file_id)
-    media = record.mimetype or "application/octet-stream"
+    media = "application/octet-stream"  # what Mistral's SDK accepts; OpenAI's takes any
     headers = {"content-disposition": f'attachment; filename="{_safe(record.filename)}"'}
     path = jobs.storage.local_path(record.storage_key)
     if path is not None:

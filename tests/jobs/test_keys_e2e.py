@@ -1,0 +1,89 @@
+"""With API_KEYS, each key sees only its own files and batches; old ones are deleted."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.documents.pdfs import Page, make_pdf, page_json
+from tests.jobs.batch_support import (
+    CHAT,
+    OCR,
+    client,
+    data_url,
+    finish,
+    ocr_body,
+    requests,
+    submit,
+)
+from tests.support import FakeVLLMProcess, Process, gateway_env, start_gateway
+
+
+def test_another_keys_files_and_batches_are_not_found(fake: FakeVLLMProcess) -> None:
+    gateway = start_gateway(
+        gateway_env(fake.port, api_keys="key-one,key-two", batch_poll_interval=0.1)
+    )
+    try:
+        one, two = client(gateway, "key-one"), client(gateway, "key-two")
+        pdf = make_pdf([Page(612, 792, ("Private.",))])
+        document = one.files.create(file=("a.pdf", io.BytesIO(pdf)), purpose="ocr")  # type: ignore[arg-type]
+        batch = submit(one, requests(CHAT, [{"model": "m", "messages": []}]), CHAT)
+        for call in (
+            lambda: two.files.retrieve(document.id),
+            lambda: two.files.content(document.id),
+            lambda: two.files.delete(document.id),
+            lambda: two.batches.retrieve(batch.id),
+            lambda: two.batches.cancel(batch.id),
+            lambda: two.batches.create(
+                input_file_id=batch.input_file_id, endpoint=CHAT, completion_window="24h"
+            ),
+        ):
+            with pytest.raises(openai.NotFoundError):  # a 404, never a 403 that confirms it
+                call()
+        assert two.files.list().data == [] and two.batches.list().data == []
+        assert [f.id for f in one.files.list().data] == [batch.input_file_id, document.id]
+        by_two = httpx.post(
+            f"{gateway.url}/v1/ocr",
+            json={"document": {"type": "file", "file_id": document.id}},
+            headers={"Authorization": "Bearer key-two"},
+            timeout=30,
+        )
+        assert by_two.status_code == 404
+        with pytest.raises(openai.AuthenticationError):
+            client(gateway, "key-three").files.list()
+    finally:
+        gateway.stop()
+
+
+def test_files_and_ended_batches_are_deleted_after_the_retention(fake: FakeVLLMProcess) -> None:
+    fake.control(answer=page_json("Kept a while."))
+    gateway = start_gateway(
+        gateway_env(fake.port, jobs_retention_hours=0.001, batch_poll_interval=0.1)
+    )  # 3.6 s
+    try:
+        sdk = client(gateway)
+        pdf = make_pdf([Page(612, 792, ("Soon gone.",))])
+        done = finish(
+            sdk, submit(sdk, requests(OCR, [ocr_body(data_url(pdf, "application/pdf"))]), OCR)
+        )
+        assert done.status == "completed" and done.output_file_id
+        assert sdk.files.content(done.output_file_id).content
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                sdk.batches.retrieve(done.id)
+            except openai.NotFoundError:
+                break
+            assert time.monotonic() < deadline, "the batch outlived its retention"
+            time.sleep(0.3)
+        for file_id in (done.output_file_id, done.input_file_id):
+            with pytest.raises(openai.NotFoundError):
+                sdk.files.retrieve(file_id)
+        assert list((Path(gateway.env["DATA_DIR"]) / "files").iterdir()) == []
+    finally:
+        gateway.stop()

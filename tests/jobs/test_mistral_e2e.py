@@ -1,0 +1,107 @@
+"""Mistral's batch jobs through the official `mistralai` SDK, on the same engine."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import orjson
+import pytest
+from mistralai.client import Mistral
+
+from tests.documents.pdfs import Page, make_pdf, page_json
+from tests.jobs.batch_support import OCR, by_custom_id, data_url, jsonl
+from tests.support import FakeVLLMProcess, Process, gateway_env, start_gateway
+
+
+@pytest.fixture(scope="module")
+def gateway(fake_server: FakeVLLMProcess) -> Iterator[Process]:
+    started = start_gateway(gateway_env(fake_server.port, batch_poll_interval=0.1))
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def mistral(gateway: Process, fake: FakeVLLMProcess) -> Mistral:
+    fake.control(answer=page_json("# Report\n\nSeen by OCRFlux."))
+    return Mistral(api_key="any-key", server_url=gateway.url)
+
+
+def until_ended(mistral: Mistral, job_id: str, seconds: float = 60) -> object:
+    deadline = time.monotonic() + seconds
+    while True:
+        job = mistral.batch.jobs.get(job_id=job_id)
+        if job.status in ("SUCCESS", "FAILED", "TIMEOUT_EXCEEDED", "CANCELLED"):
+            return job
+        assert time.monotonic() < deadline, f"not ended in {seconds} s: {job}"
+        time.sleep(0.1)
+
+
+def test_an_ocr_job_reads_urls_and_uploaded_documents(mistral: Mistral) -> None:
+    pdf = make_pdf([Page(612, 792, ("One.",)), Page(612, 792, ("Two.",))])
+    stored = mistral.files.upload(file={"file_name": "scan.pdf", "content": pdf}, purpose="ocr")
+    assert stored.purpose == "ocr" and stored.size_bytes == len(pdf)
+    lines = [
+        # Mistral's lines may leave out method and url, and the model (the job's applies).
+        {"custom_id": "by-url", "body": {"document": {
+            "type": "document_url", "document_url": data_url(pdf, "application/pdf")}}},
+        {"custom_id": "by-file", "body": {"document": {"type": "file", "file_id": stored.id}}},
+    ]  # fmt: skip
+    upload = mistral.files.upload(
+        file={"file_name": "requests.jsonl", "content": jsonl(lines)}, purpose="batch"
+    )
+    assert upload.sample_type == "batch_request" and upload.num_lines == 2
+    job = mistral.batch.jobs.create(
+        input_files=[upload.id], endpoint="/v1/ocr", model="mistral-ocr-latest",
+        metadata={"job": "scans"},
+    )  # fmt: skip
+    assert job.status == "QUEUED" and job.input_files == [upload.id]
+    done = until_ended(mistral, job.id)
+    assert done.status == "SUCCESS", done  # type: ignore[attr-defined]
+    assert (done.total_requests, done.succeeded_requests, done.failed_requests) == (2, 2, 0)  # type: ignore[attr-defined]
+    assert done.completed_requests == 2 and done.error_file is None  # type: ignore[attr-defined]
+    output = mistral.files.download(file_id=done.output_file).read()  # type: ignore[attr-defined]
+    results = by_custom_id([orjson.loads(line) for line in output.splitlines()])
+    for custom_id in ("by-url", "by-file"):
+        body = results[custom_id]["response"]["body"]
+        assert results[custom_id]["response"]["status_code"] == 200
+        assert body["model"] == "mistral-ocr-latest" and body["num_pages"] == 2
+        assert body["pages"][1]["markdown"] == "# Report\n\nSeen by OCRFlux."
+
+
+def test_jobs_are_listed_filtered_and_cancelled(mistral: Mistral, fake: FakeVLLMProcess) -> None:
+    fake.control(answer=page_json("x"), delay=1.0, capacity=1)
+    pdf = make_pdf([Page(612, 792, ("Slow.",))] * 3)
+    lines = [
+        {"custom_id": f"doc-{n}", "body": {"document": {
+            "type": "document_url", "document_url": data_url(pdf, "application/pdf")}}}
+        for n in range(20)
+    ]  # fmt: skip
+    upload = mistral.files.upload(
+        file={"file_name": "many.jsonl", "content": jsonl(lines)}, purpose="batch"
+    )
+    job = mistral.batch.jobs.create(input_files=[upload.id], endpoint=OCR)
+    deadline = time.monotonic() + 20
+    while mistral.batch.jobs.get(job_id=job.id).status != "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    running = mistral.batch.jobs.list(status=["RUNNING"])
+    assert job.id in [j.id for j in running.data or []]
+    assert job.id not in [j.id for j in mistral.batch.jobs.list(status=["SUCCESS"]).data or []]
+    cancelled = mistral.batch.jobs.cancel(job_id=job.id)
+    assert cancelled.status == "CANCELLATION_REQUESTED"
+    done = until_ended(mistral, job.id)
+    assert done.status == "CANCELLED"  # type: ignore[attr-defined]
+    assert done.total_requests == 20 and done.completed_requests == 20  # type: ignore[attr-defined]
+    assert done.failed_requests >= 1  # type: ignore[attr-defined]
+
+
+def test_a_job_on_an_unknown_endpoint_or_file_is_refused(mistral: Mistral) -> None:
+    from mistralai.client import errors
+
+    with pytest.raises(errors.SDKError) as unknown:
+        mistral.batch.jobs.create(input_files=["file-nope"], endpoint="/v1/ocr")
+    assert unknown.value.status_code == 404
+    with pytest.raises(errors.SDKError) as endpoint:
+        mistral.batch.jobs.create(input_files=["file-nope"], endpoint="/v1/embeddings")
+    assert endpoint.value.status_code == 400 and "endpoint" in endpoint.value.body
