@@ -21,7 +21,7 @@ from tests.jobs.batch_support import (
     requests,
     submit,
 )
-from tests.support import FakeVLLMProcess, Process, gateway_env, start_gateway
+from tests.support import FakeVLLMProcess, gateway_env, start_gateway
 
 
 def test_another_keys_files_and_batches_are_not_found(fake: FakeVLLMProcess) -> None:
