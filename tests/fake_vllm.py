@@ -307,7 +307,12 @@ class FakeVLLM:
         except orjson.JSONDecodeError:
             return await self.respond(writer, 400, error_body(400, "invalid JSON"))
         summary, images = summarize(body) if b.record else (body, [])
-        record: dict[str, Any] = {"headers": headers, "body": summary, "images": images}
+        record: dict[str, Any] = {
+            "headers": headers,
+            "body": summary,
+            "images": images,
+            "received_at": time.time(),
+        }
         if b.record:
             b.requests.append(record)
         generation = b.generation
