@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -128,3 +129,42 @@ def test_ci_runs_the_readmes_test_commands_verbatim() -> None:
     assert len(commands) == 3  # the fast suite, the real-vLLM suite, the load suite
     assert all(command in readme_lines for command in commands)
     assert "python -m pytest" in commands[0]
+
+
+def _example(text: str, after: str) -> str:
+    start = text.index("```python\n", text.index(after)) + len("```python\n")
+    return text[start : text.index("```", start)]
+
+
+@pytest.mark.parametrize(
+    ("after", "document", "printed"),
+    [
+        ("The official `openai` SDK:\n\n```python\nimport base64\nimport json", "report.pdf",
+         "report # Batched"),
+        ("The official `mistralai` SDK, with the document uploaded first", "scan.pdf",
+         "scan 2 pages"),
+    ],
+)  # fmt: skip
+def test_the_batch_examples_run_as_written(
+    ocrflux_gateway: Process,
+    fake: FakeVLLMProcess,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    after: str,
+    document: str,
+    printed: str,
+) -> None:
+    from tests.documents.pdfs import Page, make_pdf, page_json
+
+    text = README.read_text(encoding="utf-8")
+    (tmp_path / document).write_bytes(make_pdf([Page(612, 792, ("One.",))] * 2))
+    fake.control(answer=page_json("# Batched\n\nText."))
+    monkeypatch.chdir(tmp_path)
+    real_sleep = time.sleep
+    monkeypatch.setattr(time, "sleep", lambda s: real_sleep(min(s, 0.2)))  # poll faster
+    example = _example(text, after).replace("localhost:8000", f"127.0.0.1:{ocrflux_gateway.port}")
+    exec(example, {})
+    out = capsys.readouterr().out
+    assert printed in out, out
+    assert out.startswith(("completed", "SUCCESS")), out
