@@ -38,6 +38,7 @@ from ocrflux.intake.images import (
 from ocrflux.intake.tokens import plan_max_side
 from ocrflux.observability import NO_REQUEST_ID, request_id_var
 from ocrflux.settings import Settings
+from ocrflux.work_class import is_background
 
 T = TypeVar("T")
 # Inline images up to this many characters are checked on the event loop first (header-only
@@ -74,6 +75,9 @@ class ImagePreparer:
         )
         self._workers = settings.image_workers
         self._turns: dict[str, _Flow] = {}  # request id -> its jobs in the pool
+        # Batch lines' image work (ocrflux.work_class) holds at most half the pool, so a
+        # client's images never queue behind more than that.
+        self._background = asyncio.Semaphore(max(1, settings.image_workers // 2))
         self.fetcher = RemoteFetcher(settings, resolver=resolver, transport=transport)
         # Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that: aligned with our
         # limit it never refuses an image we accept, and still guards every other Image.open.
@@ -91,8 +95,9 @@ class ImagePreparer:
         if flow is None:
             flow = self._turns[key] = _Flow(asyncio.Semaphore(self._workers))
         flow.users += 1
+        share = self._background if is_background() else contextlib.nullcontext()
         try:
-            async with flow.slots:
+            async with share, flow.slots:
                 return await loop.run_in_executor(self._pool, partial(fn, *args))
         finally:
             flow.users -= 1

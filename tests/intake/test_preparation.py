@@ -12,6 +12,7 @@ from ocrflux.intake import preparation
 from ocrflux.intake.preparation import ImagePreparer
 from ocrflux.observability import request_id_var
 from ocrflux.settings import Settings
+from ocrflux.work_class import background_work
 
 
 @pytest.fixture
@@ -67,3 +68,22 @@ async def test_work_outside_a_request_is_not_held_back(order: list[str]) -> None
         assert await asyncio.gather(*(preparer.rotate(n, 90) for n in "abcd")) == list("abcd")  # type: ignore[arg-type]
     finally:
         await preparer.aclose()
+
+
+async def test_batch_image_work_holds_at_most_half_the_pool(order: list[str]) -> None:
+    preparer = ImagePreparer(Settings(image_workers=4))
+
+    async def line(n: int) -> list[Any]:
+        with background_work():
+            return await request(preparer, f"batch-{n}", [f"b{n}-{i}" for i in range(4)])
+
+    try:
+        lines = [asyncio.create_task(line(n)) for n in range(3)]  # 3 lines x 4 images
+        await until_started(order)
+        client = await asyncio.create_task(request(preparer, "client", ["c0", "c1"]))
+        assert client == ["c0", "c1"]
+        assert order.index("c1") <= 3, order  # behind at most the 2 batch jobs in the pool
+        assert sum(len(done) for done in await asyncio.gather(*lines)) == 12
+    finally:
+        await preparer.aclose()
+    assert preparer.flows == 0
