@@ -248,3 +248,31 @@ def test_the_document_path_guards_urls_and_reads_uploaded_files(
     listener.close()
     assert output["req-1"]["response"]["body"]["num_pages"] == 1
     assert errors["req-2"]["response"]["status_code"] == 404
+
+
+def test_metrics_count_batches_and_lines_and_ready_ignores_the_backlog(
+    sdk: openai.OpenAI, gateway: Process, fake: FakeVLLMProcess
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    page = chat_body(data_url(png(400, 500), "image/png"))
+    done = finish(sdk, submit(sdk, requests(CHAT, [page] * 3), CHAT))
+    assert done.status == "completed" and done.request_counts.completed == 3
+    fake.control(answer=PAGE, delay=2, capacity=1)
+    waiting = submit(sdk, requests(CHAT, [page] * 50), CHAT)
+    wait(lambda: sdk.batches.retrieve(waiting.id), lambda b: b.status == "in_progress")
+    time.sleep(5.5)  # one census (every 5 s)
+    assert httpx.get(f"{gateway.url}/ready", timeout=10).status_code == 200
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(httpx.get(f"{gateway.url}/metrics").text)
+        for s in family.samples
+    }
+    assert samples[("ocrflux_batches", (("status", "in_progress"),))] >= 1
+    assert samples[("ocrflux_batches", (("status", "completed"),))] >= 1
+    assert samples[("ocrflux_batch_lines_waiting", ())] > 0
+    assert samples[("ocrflux_batch_lines_total", (("outcome", "succeeded"),))] >= 3
+    assert samples[("ocrflux_batch_line_duration_seconds_count", ())] >= 3
+    assert ("ocrflux_background_in_flight", ()) in samples
+    sdk.batches.cancel(waiting.id)
+    finish(sdk, waiting)
