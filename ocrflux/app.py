@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -17,6 +20,7 @@ from ocrflux.documents.render import DocumentRenderer
 from ocrflux.documents.service import OCRService
 from ocrflux.engines.factory import build_engines, require_local_engine
 from ocrflux.errors import install_handlers
+from ocrflux.http.budget import BodyBudget
 from ocrflux.http.edge import Edge
 from ocrflux.intake.preparation import ImagePreparer
 from ocrflux.metrics import watch_upstream
@@ -80,6 +84,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             keep_images=settings.keep_image_placeholders,
         )
         app.state.upstream = upstream
+        # Multipart uploads are written here as they arrive (ocrflux.http.uploads).
+        app.state.upload_dir = tempfile.mkdtemp(prefix="ocrflux-uploads-")
         app.state.chat = ChatService(
             settings, upstream, images, PageReader(settings, loader, reader)
         )
@@ -113,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await images.aclose()
             await renderer.aclose()
             await upstream.aclose()
+            await asyncio.to_thread(shutil.rmtree, app.state.upload_dir, ignore_errors=True)
 
     app = GatewayApp(
         title="OCRFlux API gateway",
@@ -124,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.body_budget = BodyBudget(settings.max_body_memory_bytes)
     # Set on SIGTERM (ocrflux.api_server): /ready answers 503 from then on.
     app.state.draining = False
     install_handlers(app)
