@@ -20,6 +20,7 @@ from ocrflux.documents.render import DocumentRenderer
 from ocrflux.documents.service import OCRService
 from ocrflux.engines.factory import build_engines, require_local_engine
 from ocrflux.errors import install_handlers
+from ocrflux.http.budget import BodyBudget
 from ocrflux.http.edge import Edge
 from ocrflux.intake.preparation import ImagePreparer
 from ocrflux.jobs.executor import LineExecutor
@@ -121,6 +122,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             jobs.wake = worker.wake
         app.state.upstream = upstream
+        # Multipart uploads are written here as they arrive (ocrflux.http.uploads): the
+        # storage's spool, which start-up cleans of what a killed gateway left.
+        app.state.upload_dir = storage.spool_dir
         app.state.chat = chat
         app.state.ocr = ocr
         app.state.jobs = jobs
@@ -169,6 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.body_budget = BodyBudget(settings.max_body_memory_bytes)
     # Set on SIGTERM (ocrflux.api_server): /ready answers 503 from then on.
     app.state.draining = False
     install_handlers(app)

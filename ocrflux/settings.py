@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     request_body_timeout: float = Field(
         120.0, gt=0, description="Seconds for a request body to arrive after its head (408 beyond)."
     )
+    max_body_memory_bytes: int = Field(
+        192 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Request-body bytes held in memory at once, all requests together (a body "
+        "past it waits up to 2 s for room, then 503; uploads are written to disk as they arrive).",
+    )
     max_json_items: int = Field(
         100_000,
         ge=100,

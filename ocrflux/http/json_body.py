@@ -78,7 +78,7 @@ def too_complex(shape: BodyShape, limit: int) -> APIError:
     )
 
 
-def parse_object(body: bytes, shape: BodyShape, max_items: int) -> dict[str, Any]:
+def parse_object(body: bytes | bytearray, shape: BodyShape, max_items: int) -> dict[str, Any]:
     """The body as a JSON object, or APIError(400) saying what is wrong with it."""
     if shape.items > max_items:
         raise too_complex(shape, max_items)

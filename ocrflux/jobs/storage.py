@@ -22,6 +22,8 @@ CHUNK = 1 << 20
 class FileStorage(Protocol):
     """Where file bytes live. Blocking methods are called in threads by their users."""
 
+    spool_dir: str  # a local folder uploads are written to before `put`
+
     def spool(self) -> tuple[BinaryIO, str]:
         """A new temporary file to write into (and its path), on the storage's own disk."""
         ...
@@ -49,9 +51,9 @@ class LocalFileStorage:
 
     def __init__(self, root: str) -> None:
         self.files = os.path.join(root, "files")
-        self.tmp = os.path.join(root, "tmp")
+        self.spool_dir = os.path.join(root, "tmp")
         os.makedirs(self.files, exist_ok=True)
-        os.makedirs(self.tmp, exist_ok=True)
+        os.makedirs(self.spool_dir, exist_ok=True)
 
     def _path(self, key: str) -> str:
         if not key or "/" in key or key.startswith("."):
@@ -59,7 +61,7 @@ class LocalFileStorage:
         return os.path.join(self.files, key)
 
     def spool(self) -> tuple[BinaryIO, str]:
-        fd, path = tempfile.mkstemp(dir=self.tmp, prefix="upload-")
+        fd, path = tempfile.mkstemp(dir=self.spool_dir, prefix="upload-")
         return os.fdopen(fd, "wb"), path
 
     async def put(self, key: str, spooled_path: str) -> None:
@@ -102,7 +104,7 @@ class LocalFileStorage:
         """Remove uploads left half-written by gateways that died (at start-up); only files
         untouched for `older_than` seconds, since in a fleet other gateways spool here too."""
         removed, limit = 0, time.time() - older_than
-        for entry in os.scandir(self.tmp):
+        for entry in os.scandir(self.spool_dir):
             with suppress(FileNotFoundError):
                 if entry.stat().st_mtime < limit:
                     os.unlink(entry.path)

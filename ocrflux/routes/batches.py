@@ -47,7 +47,9 @@ def _string(body: dict[str, Any], name: str, required: bool = True) -> str | Non
 # --- OpenAI ---------------------------------------------------------------------------------
 @batches.post("/batches")
 async def create_batch(request: Request, settings: SettingsDep, jobs: JobsDep) -> Response:
-    body = await read_json(request, settings.max_request_bytes, settings.max_json_items)
+    body = await read_json(
+        request, settings.max_request_bytes, settings.max_json_items, request.app.state.body_budget
+    )
     window = body.get("completion_window", "24h")
     record = await jobs.create_batch(
         owner_of(request, settings),
@@ -92,7 +94,9 @@ async def cancel_batch(
 # --- Mistral --------------------------------------------------------------------------------
 @batches.post("/batch/jobs")
 async def create_job(request: Request, settings: SettingsDep, jobs: JobsDep) -> Response:
-    body = await read_json(request, settings.max_request_bytes, settings.max_json_items)
+    body = await read_json(
+        request, settings.max_request_bytes, settings.max_json_items, request.app.state.body_budget
+    )
     if body.get("requests"):
         raise APIError(
             400,

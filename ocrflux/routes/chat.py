@@ -26,7 +26,9 @@ async def chat_completions(request: Request) -> Response:
     try:
         async with asyncio.timeout_at(deadline):
             # The body goes straight to the service, which owns it (and lets go of it early).
-            body = await read_json(request, settings.max_request_bytes, settings.max_json_items)
+            body = await read_json(
+                request, settings.max_request_bytes, settings.max_json_items, state.body_budget
+            )
             work = state.chat.complete(body, request.state.request_id, deadline)
             del body
             return await unless_disconnected(request, work)

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
-from typing import Annotated, BinaryIO
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
-from starlette.requests import ClientDisconnect
 from starlette.responses import FileResponse, Response, StreamingResponse
 
 from ocrflux.errors import APIError
+from ocrflux.http.uploads import read_multipart
 from ocrflux.jobs.service import JobsService, SpooledUpload
-from ocrflux.jobs.storage import FileStorage, discard
 from ocrflux.jobs.wire import file_list, file_object
 from ocrflux.protocol import json_response
 from ocrflux.routes.common import SettingsDep, owner_of, require_api_key
@@ -42,16 +38,26 @@ async def upload_file(request: Request, settings: SettingsDep, jobs: JobsDep) ->
             param="file",
             code="invalid_multipart",
         )
-    limit = max(settings.max_file_bytes, settings.max_document_bytes) + (1 << 20)
-    fields, upload = await _read_form(request, jobs.storage, limit)
-    purpose = fields.get("purpose")
-    if not purpose:
-        if upload is not None:
-            await discard(upload.path)
-        raise APIError(400, "purpose is required ('batch' or 'ocr')", param="purpose")
-    if upload is None:
-        raise APIError(400, "the form has no 'file' field", param="file", code="missing_file")
-    record = await jobs.add_file(owner_of(request, settings), upload, purpose)
+    state = request.app.state
+    async with read_multipart(
+        request,
+        jobs.storage.spool_dir,
+        max_file_bytes=max(settings.max_file_bytes, settings.max_document_bytes),
+        budget=state.body_budget,
+        max_fields=_MAX_FIELDS,
+        max_field_bytes=4096,
+    ) as form:
+        purpose = form.fields.get("purpose")
+        if not purpose:
+            raise APIError(400, "purpose is required ('batch' or 'ocr')", param="purpose")
+        file = form.file
+        if file is None:
+            raise APIError(400, "the form has no 'file' field", param="file", code="missing_file")
+        lines = await asyncio.to_thread(_count_lines, str(file.path)) if purpose == "batch" else 0
+        upload = SpooledUpload(
+            str(file.path), file.size, file.filename or "upload", file.content_type, lines
+        )
+        record = await jobs.add_file(owner_of(request, settings), upload, purpose)
     return json_response(file_object(record))
 
 
@@ -114,71 +120,14 @@ async def delete_file(
     return json_response({"id": record.id, "object": "file", "deleted": True})
 
 
-async def _read_form(
-    request: Request, storage: FileStorage, limit: int
-) -> tuple[dict[str, str], SpooledUpload | None]:
-    """The form's small fields, and its file copied into the storage's spool as it arrives
-    (never whole in memory; over `limit` bytes is a 413)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise APIError(
-            413, f"the upload is over the limit of {limit:,} bytes", code="file_too_large"
-        )
-
-    async def capped() -> AsyncGenerator[bytes, None]:
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise APIError(
-                    413, f"the upload is over the limit of {limit:,} bytes", code="file_too_large"
-                )
-            yield chunk
-
-    parser = MultiPartParser(
-        request.headers, capped(), max_files=1, max_fields=_MAX_FIELDS, max_part_size=1 << 12
-    )
-    try:
-        form = await parser.parse()
-    except MultiPartException as exc:
-        raise APIError(400, f"multipart body: {exc.message}", code="invalid_multipart") from None
-    except ClientDisconnect:
-        raise APIError(499, "the client left before its upload was complete") from None
-    fields: dict[str, str] = {}
-    upload = None
-    try:
-        for name, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                if name != "file":
-                    raise APIError(
-                        400, f"upload the file in a field named 'file', not {name!r}", param=name
-                    )
-                spool, path = storage.spool()
-                size, lines = await asyncio.to_thread(_copy, value.file, spool)
-                upload = SpooledUpload(
-                    path, size, value.filename or "upload", value.content_type, lines
-                )
-            else:
-                fields[name] = value
-    finally:
-        await form.close()
-    return fields, upload
-
-
-def _copy(source: BinaryIO, target: BinaryIO) -> tuple[int, int]:
-    """Copy an upload to its spool; its size and its number of lines."""
-    size = lines = 0
-    last = b""
-    with target:
-        source.seek(0)
-        while chunk := source.read(1 << 20):
-            target.write(chunk)
-            size += len(chunk)
+def _count_lines(path: str) -> int:
+    """Lines of an uploaded JSONL file (a last line without its newline counts too)."""
+    lines, last = 0, b"\n"
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
             lines += chunk.count(b"\n")
             last = chunk[-1:]
-    if size and last != b"\n":
-        lines += 1  # a last line without its newline
-    return size, lines
+    return lines + (last != b"\n")
 
 
 def _safe(name: str) -> str:

@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.responses import Response
 
 from ocrflux.documents.service import OCRService, Upload
-from ocrflux.errors import APIError
 from ocrflux.http.disconnect import unless_disconnected
-from ocrflux.routes.common import (
-    SettingsDep,
-    owner_of,
-    read_body,
-    read_json,
-    require_api_key,
-)
+from ocrflux.http.uploads import read_multipart
+from ocrflux.routes.common import SettingsDep, owner_of, read_json, require_api_key
+from ocrflux.settings import Settings
 
 ocr = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
 
 # Form fields that are not the file; the rest of a form is refused by name like JSON extras.
 _MAX_FORM_FIELDS = 32
+_MAX_FIELD_BYTES = 1 << 16
 
 
 async def get_ocr(request: Request) -> OCRService:
@@ -36,12 +29,14 @@ OCRDep = Annotated[OCRService, Depends(get_ocr)]
 
 @ocr.post("/ocr")
 async def run_ocr(request: Request, settings: SettingsDep, service: OCRDep) -> Response:
-    limit = settings.ocr_request_bytes
+    state = request.app.state
     upload = None
     if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
-        fields, upload = await _parse_form(request, await read_body(request, limit))
+        fields, upload = await _read_form(request, settings)
     else:
-        fields = await read_json(request, limit, settings.max_json_items)
+        fields = await read_json(
+            request, settings.ocr_request_bytes, settings.max_json_items, state.body_budget
+        )
     if "text/event-stream" in request.headers.get("accept", ""):
         fields["stream"] = True
     owner = owner_of(request, settings)
@@ -50,32 +45,17 @@ async def run_ocr(request: Request, settings: SettingsDep, service: OCRDep) -> R
     return await unless_disconnected(request, work)
 
 
-async def _parse_form(request: Request, body: bytes) -> tuple[dict[str, Any], Upload | None]:
-    async def once() -> AsyncGenerator[bytes, None]:
-        yield body
-
-    parser = MultiPartParser(
-        request.headers, once(), max_files=1, max_fields=_MAX_FORM_FIELDS, max_part_size=1 << 16
-    )
-    try:
-        form = await parser.parse()
-    except MultiPartException as exc:
-        raise APIError(400, f"multipart body: {exc.message}", code="invalid_multipart") from None
-    fields: dict[str, Any] = {}
-    upload = None
-    try:
-        for name, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                if name != "file":
-                    raise APIError(
-                        400,
-                        f"upload the document in a field named 'file', not {name!r}",
-                        param=name,
-                        code="invalid_multipart",
-                    )
-                upload = Upload(await value.read(), value.filename)
-            else:
-                fields[name] = value
-    finally:
-        await form.close()
-    return fields, upload
+async def _read_form(request: Request, settings: Settings) -> tuple[dict[str, Any], Upload | None]:
+    """The form's fields and its file: written to disk as it arrives, read back once whole."""
+    state = request.app.state
+    async with read_multipart(
+        request,
+        state.upload_dir,
+        max_file_bytes=settings.max_document_bytes,
+        budget=state.body_budget,
+        max_fields=_MAX_FORM_FIELDS,
+        max_field_bytes=_MAX_FIELD_BYTES,
+    ) as form:
+        file = form.file
+        upload = None if file is None else Upload(await file.read_bytes(), file.filename)
+        return dict(form.fields), upload
