@@ -30,6 +30,8 @@ class DocumentRejected(Exception):
 
 def sniff_document(data: bytes) -> DocumentKind:
     """The document's kind from its magic bytes; DocumentRejected naming what was sent."""
+    if not data:
+        raise DocumentRejected(f"the document is empty (0 bytes); send {ACCEPTED}")
     if b"%PDF-" in data[:_PDF_HEADER_WINDOW]:
         return "pdf"
     try:

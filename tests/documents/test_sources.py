@@ -8,7 +8,14 @@ import pytest
 from PIL import Image
 
 from ocrflux.documents.sources import DocumentRejected, sniff_document
-from tests.documents.pdfs import make_pdf, multipage_tiff, text_page
+from tests.documents.pdfs import (
+    DOCX,
+    make_pdf,
+    multipage_tiff,
+    office_file,
+    opendocument,
+    text_page,
+)
 
 
 def encode(fmt: str) -> bytes:
@@ -33,11 +40,21 @@ def test_sniff_document(data: bytes, kind: str) -> None:
 
 @pytest.mark.parametrize(("data", "named"), [
     (b"PK\x03\x04 word document", "application/zip"),
+    (office_file("a.txt", "b/c.txt"), "application/zip"),
+    (DOCX, "a Word document (.docx)"),
+    (office_file("[Content_Types].xml", "xl/workbook.xml"), "an Excel workbook (.xlsx)"),
+    (office_file("[Content_Types].xml", "ppt/presentation.xml"),
+     "a PowerPoint presentation (.pptx)"),
+    # word/ entries far from the start: named from the ZIP's directory at the end
+    (office_file("[Content_Types].xml", "word/document.xml", filler=300_000),
+     "a Word document (.docx)"),
+    (opendocument("text"), "an OpenDocument text (.odt)"),
+    (opendocument("spreadsheet"), "an OpenDocument spreadsheet (.ods)"),
+    (opendocument("presentation"), "an OpenDocument presentation (.odp)"),
     (b"<!DOCTYPE html><html>", "text/html"),
     (b'{"document": 1}', "application/json"),
     (b"\x00\x00\x00\x18ftypheic....", "image/heic"),
     (b"plain words", "an unknown type"),
-    (b"", "an unknown type"),
 ])  # fmt: skip
 def test_other_types_are_refused_with_what_was_sent_and_what_is_accepted(
     data: bytes, named: str
@@ -48,4 +65,14 @@ def test_other_types_are_refused_with_what_was_sent_and_what_is_accepted(
     assert caught.value.message == (
         f"unsupported document type: {named}; send a PDF, a TIFF (one page per frame) or a "
         "PNG, JPEG, WebP, GIF or BMP image"
+    )
+
+
+def test_an_empty_document_is_called_empty() -> None:
+    with pytest.raises(DocumentRejected) as caught:
+        sniff_document(b"")
+    assert (caught.value.status, caught.value.message) == (
+        400,
+        "the document is empty (0 bytes); send a PDF, a TIFF (one page per frame) or a PNG, "
+        "JPEG, WebP, GIF or BMP image",
     )
