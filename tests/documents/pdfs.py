@@ -212,6 +212,24 @@ def slow_pdf(strokes: int = 20_000) -> bytes:
     ])  # fmt: skip
 
 
+def xfa_pdf() -> bytes:
+    """One blank page whose AcroForm carries an XFA form (a dynamic one: NeedsRendering), as
+    tax and government forms do; pdfium without XFA support draws the AcroForm only."""
+    xdp = (
+        b'<xdp:xdp xmlns:xdp="http://ns.adobe.com/xdp/"><template '
+        b'xmlns="http://www.xfa.org/schema/xfa-template/3.3/"><subform name="form1"/>'
+        b"</template></xdp:xdp>"
+    )
+    return _serialize([
+        b"<< /Type /Catalog /Pages 2 0 R /AcroForm 5 0 R /NeedsRendering true >>",
+        b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>",
+        b"<< /Length 0 >>\nstream\n\nendstream",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 3 0 R >>",
+        b"<< /Fields [] /XFA 6 0 R >>",
+        b"<< /Length %d >>\nstream\n" % len(xdp) + xdp + b"\nendstream",
+    ])  # fmt: skip
+
+
 def zero_page_pdf() -> bytes:
     """A well-formed PDF with no pages."""
     return make_pdf([])
