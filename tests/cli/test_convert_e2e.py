@@ -157,9 +157,22 @@ def test_an_unreachable_gateway_stops_the_run_at_once(corpus: Corpus, tmp_path: 
     assert not (tmp_path / "out").exists()
 
 
+def test_the_v1_url_an_openai_client_is_given_works_too(
+    ocrflux_gateway: Process, fake: FakeVLLMProcess, corpus: Corpus, tmp_path: Path
+) -> None:
+    corpus.feed(fake)
+    result = convert("in", "-o", "out", "--url", f"{ocrflux_gateway.url}/v1/", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert files_under(tmp_path / "out") == sorted(EXPECTED_LAYOUT.values())
+
+
 @pytest.mark.parametrize(
     ("arguments", "says"),
-    [(["missing.pdf"], "no such file or folder: missing.pdf"), ([], "Missing argument")],
+    [
+        (["missing.pdf"], "no such file or folder: missing.pdf"),
+        ([], "Missing argument"),
+        (["missing.pdf", "--pages", "abc"], "Invalid value for '--pages': pages: 'abc' is not"),
+    ],
 )
 def test_usage_errors_exit_2(tmp_path: Path, arguments: list[str], says: str) -> None:
     result = convert(*arguments, cwd=tmp_path)
