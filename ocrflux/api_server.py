@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -58,6 +59,10 @@ def _is_loopback(host: str) -> bool:
 
 def main() -> None:
     settings = load_settings()
+    # Spawned workers (the PDF renderer's) log as the gateway without loading its settings:
+    # they read these two from the environment, which a .env file does not reach.
+    os.environ["DEBUG"] = "true" if settings.debug else "false"
+    os.environ["LOG_FORMAT"] = settings.log_format
     from ocrflux.engines.factory import missing_local_engine
 
     missing = missing_local_engine(settings)

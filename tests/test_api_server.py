@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from ocrflux import api_server
@@ -28,12 +31,13 @@ def test_keys_make_it_quiet() -> None:
     assert api_server.exposure_warning(Settings(api_host="0.0.0.0", api_keys="k")) is None
 
 
-def run_main(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
-    for name in ("API_HOST", "API_KEYS", "API_PORT"):
-        monkeypatch.delenv(name, raising=False)
+def run_main(monkeypatch: pytest.MonkeyPatch, cwd: str = "/", **env: str) -> None:
+    for name in ("API_HOST", "API_KEYS", "API_PORT", "DEBUG", "LOG_FORMAT"):
+        monkeypatch.setenv(name, "")  # restored after the test: main() writes two of them
+        monkeypatch.delenv(name)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.chdir("/")  # no .env file
+    monkeypatch.chdir(cwd)  # "/": no .env file
     monkeypatch.setattr(server.GatewayServer, "run", lambda self: None)  # nothing listens
     api_server.main()
 
@@ -53,3 +57,12 @@ def test_start_up_on_loopback_says_nothing(
 ) -> None:
     run_main(monkeypatch, API_HOST="127.0.0.1")
     assert "API_KEYS" not in capfd.readouterr().err
+
+
+def test_the_workers_get_the_log_settings_a_dot_env_gave(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Render workers read DEBUG and LOG_FORMAT from the environment (not Settings)."""
+    (tmp_path / ".env").write_text("DEBUG=yes\nLOG_FORMAT=json\nAPI_HOST=127.0.0.1\n")
+    run_main(monkeypatch, cwd=str(tmp_path))
+    assert (os.environ["DEBUG"], os.environ["LOG_FORMAT"]) == ("true", "json")

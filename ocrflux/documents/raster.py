@@ -32,6 +32,7 @@ from ocrflux.intake.images import (
     open_image,
     toolkit_size,
 )
+from ocrflux.observability import configure_logging
 
 # PDF's unit: 1 point = 1/72 inch; the toolkit renders at 72 dpi (pdftoppm -r 72).
 POINTS_PER_INCH = 72
@@ -39,6 +40,7 @@ POINTS_PER_INCH = 72
 _OPEN_PER_WORKER = 4
 _RENDER_FLAGS = pdfium_c.FPDF_ANNOT | pdfium_c.FPDF_REVERSE_BYTE_ORDER  # annotations; RGB order
 
+_TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})  # pydantic's spellings of true
 _XFA_KINDS = {pdfium_c.FORMTYPE_XFA_FULL: "dynamic", pdfium_c.FORMTYPE_XFA_FOREGROUND: "static"}
 
 logger = logging.getLogger("ocrflux.documents")
@@ -61,14 +63,11 @@ def _log_as_the_gateway() -> None:
     quiet = logging.getLogger("pypdfium2")
     quiet.addHandler(logging.NullHandler())
     quiet.propagate = False
-    try:
-        from ocrflux.observability import configure_logging
-        from ocrflux.settings import Settings
-
-        settings = Settings()  # the parent's environment and .env, so its DEBUG and LOG_FORMAT
-    except Exception:  # settings given in code, not the environment: keep the defaults
-        return
-    configure_logging(settings.debug, settings.log_format)
+    # From the environment, not Settings: a worker must not load pydantic (its memory is the
+    # point of spawning). `ocrflux.api_server` puts the values it loaded (.env too) there.
+    debug = os.environ.get("DEBUG", "").strip().lower() in _TRUE
+    fmt = "json" if os.environ.get("LOG_FORMAT", "").strip().lower() == "json" else "text"
+    configure_logging(debug, fmt)
 
 
 def _note_xfa(pdf: pdfium.PdfDocument) -> None:
