@@ -1,12 +1,18 @@
 # syntax=docker/dockerfile:1
 # OCRFlux gateway image: the API only (vLLM runs in its own image, see docker-compose.yml).
 #   docker build -t ocrflux-api .
-#   docker run -p 8000:8000 -e VLLM_URL=http://gpu-server -e VLLM_PORT=30024 ocrflux-api
+#   docker run -p 127.0.0.1:8000:8000 -e VLLM_URL=http://gpu-server -e VLLM_PORT=30024 ocrflux-api
+# With the embedded CPU OCR engine instead of vLLM (the compose file's `cpu` profile):
+#   docker build --build-arg EXTRAS=cpu -t ocrflux-api:cpu .
+#   docker run -p 127.0.0.1:8000:8000 -e OCR_BACKEND=local ocrflux-api:cpu
 # Configuration is environment-only (.env.example lists every variable); no .env is baked in.
 
 # --- builder: resolve and install dependencies into a self-contained venv ----------------
 FROM python:3.11-slim AS builder
 
+# Optional extras of the package: `cpu` adds the embedded CPU OCR engine (~380 MB). Empty:
+# the gateway alone, for a GPU deployment in front of vLLM.
+ARG EXTRAS=""
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -22,7 +28,10 @@ RUN pip install --no-cache-dir -r requirements-api.txt
 COPY pyproject.toml README.md ./
 COPY ocrflux ./ocrflux
 # --no-deps: the requirements above are the complete runtime set (a test keeps them equal).
+# An extra's packages come with the version ranges pyproject.toml gives them, as those above.
+# hadolint ignore=DL3013
 RUN pip install --no-cache-dir --no-deps . \
+    && if [ -n "$EXTRAS" ]; then pip install --no-cache-dir ".[$EXTRAS]"; fi \
     && pip uninstall --yes pip setuptools
 
 # --- runtime: the venv on a clean slim base, as a non-root user ---------------------------

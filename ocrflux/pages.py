@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from starlette.responses import Response
 
+from ocrflux.documents.limits import DocumentPages, PageLimits
 from ocrflux.documents.loading import Composite, DocumentLoader, ImagePart
 from ocrflux.documents.pipeline import (
     DocumentEvent,
@@ -61,6 +62,7 @@ class PageReader:
         self.settings = settings
         self.loader = loader
         self.reader = reader
+        self.limits = PageLimits.from_settings(settings)
 
     async def respond(
         self, request: ChatCompletionRequest, request_id: str, deadline: float | None = None
@@ -113,6 +115,7 @@ class PageReader:
         opened: list[PageSource | ImagePart] = []
         try:
             opened = await gather_or_close(self._open_part(i, j, part) for i, j, part in parts)
+            self.limits.check([_pages_of(part) for part in opened])
             images = [part for part in opened if isinstance(part, ImagePart)]
             record_images(len(images))
             sizes = [part.size(self.loader.images.options) for part in images]
@@ -251,6 +254,12 @@ async def _shape_pages(pages: list[PageResponse | str], fmt: OutputFormat, keep:
 async def _off_loop_if_long(size: int, shape: Callable[[], str]) -> str:
     """Run `shape` here when the text is short, in a thread when it is long."""
     return shape() if size <= SHAPE_ON_LOOP_LIMIT else await asyncio.to_thread(shape)
+
+
+def _pages_of(part: PageSource | ImagePart) -> DocumentPages:
+    if isinstance(part, ImagePart):
+        return DocumentPages(1, part.param)
+    return DocumentPages(part.num_pages, part.param(0))
 
 
 async def _ready(source: PageSource) -> PageSource:

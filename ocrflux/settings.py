@@ -162,6 +162,11 @@ class Settings(BaseSettings):
     max_document_pages: int = Field(
         1000, ge=1, description="Most pages read from one document (selected pages count)."
     )
+    max_request_pages: int = Field(
+        1000,
+        ge=1,
+        description="Most pages read for one request, all its documents and images together.",
+    )
     render_workers: int = Field(2, ge=1, le=64, description="Processes rendering PDF pages.")
     pages_in_flight: int = Field(
         16, ge=1, le=1024, description="Pages of one document rendered or read at once."

@@ -144,7 +144,7 @@ def test_api_is_built_here_and_starts_after_vllm_is_healthy() -> None:
     api = compose()["services"]["api"]
     assert api["build"] == "."
     assert api["depends_on"] == {"vllm": {"condition": "service_healthy"}}
-    assert api["ports"] == ["8000:8000"]
+    assert api["ports"] == ["127.0.0.1:8000:8000"]  # this machine only, unless API_PUBLISH
     assert api["environment"]["API_PORT"] == "8000"
     assert compose({"API_PUBLISH": "127.0.0.1:9000"})["services"]["api"]["ports"] == [
         "127.0.0.1:9000:8000"
@@ -232,6 +232,63 @@ def test_env_example_is_valid_gateway_configuration(monkeypatch: pytest.MonkeyPa
     settings = Settings(_env_file=ROOT / ".env.example")  # type: ignore[call-arg]
     assert settings.upstream_urls == ["http://localhost:30024"]
     assert settings.ocrflux_model == ENV_EXAMPLE["OCRFLUX_MODEL"]
+
+
+# --- docker-compose.yml: profiles -------------------------------------------------------------
+
+
+def enabled(profiles: set[str], env: dict[str, str] | None = None) -> set[str]:
+    """The services `docker compose --profile P ... up` starts: those of an active profile and
+    those with none (compose's rule)."""
+    services = compose(env)["services"]
+    return {
+        name
+        for name, service in services.items()
+        if not service.get("profiles") or profiles & set(service["profiles"])
+    }
+
+
+def test_the_cpu_profile_runs_the_gateway_alone_and_the_gpu_profile_the_stack() -> None:
+    assert enabled({"cpu"}) == {"api-cpu"}  # no vLLM, no GPU reservation
+    assert enabled({"gpu"}) == {"vllm", "api"}
+    assert enabled(set()) == set()  # `docker compose up` alone names its profile in the README
+    for name in enabled({"cpu"}):
+        assert "deploy" not in compose()["services"][name]
+
+
+def test_the_cpu_gateway_reads_pages_itself_from_an_image_with_the_cpu_extra() -> None:
+    api = compose()["services"]["api-cpu"]
+    assert api["build"] == {"context": ".", "args": {"EXTRAS": "cpu"}}
+    assert api["image"] == "ocrflux-api:cpu" != compose()["services"]["api"]["image"]
+    assert api["environment"] == {
+        "OCR_BACKEND": "local",
+        "API_HOST": "0.0.0.0",
+        "API_PORT": "8000",
+    }
+    assert "depends_on" not in api
+    assert api["env_file"] == [{"path": ".env", "required": False}]
+    assert api["ports"] == ["127.0.0.1:8000:8000"]
+    published = compose({"API_PUBLISH": "0.0.0.0:9000"})["services"]["api-cpu"]["ports"]
+    assert published == ["0.0.0.0:9000:8000"]
+    settings = Settings(_env_file=None, **{k.lower(): v for k, v in api["environment"].items()})  # type: ignore[arg-type]
+    assert settings.ocr_backend == "local" and not settings.api_keys
+
+
+def test_the_dockerfile_adds_an_extra_only_when_asked() -> None:
+    instructions = dockerfile_instructions(DOCKERFILE_TEXT)
+    builder = instructions[: [k for k, _ in instructions].index("FROM", 1)]
+    assert ("ARG", 'EXTRAS=""') in builder  # the GPU image stays the API alone
+    install = next(args for keyword, args in builder if keyword == "RUN" and "--no-deps ." in args)
+    assert 'if [ -n "$EXTRAS" ]; then pip install --no-cache-dir ".[$EXTRAS]"; fi' in install
+    assert install.index("--no-deps .") < install.index("EXTRAS") < install.index("uninstall")
+
+
+def test_examples_publish_on_loopback_by_default() -> None:
+    assert ENV_EXAMPLE["API_PUBLISH"] == "127.0.0.1:8000"
+    assert "docker run -p 127.0.0.1:8000:8000 " in DOCKERFILE_TEXT
+    readme = (ROOT / "README.md").read_text()
+    assert "docker run -p 8000:8000" not in readme
+    assert "docker run -p 127.0.0.1:8000:8000 " in readme
 
 
 # --- Dockerfile ------------------------------------------------------------------------------

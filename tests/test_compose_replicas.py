@@ -61,6 +61,10 @@ def test_every_gateway_balances_both_replicas() -> None:
     assert grace > Settings().shutdown_grace  # Docker's SIGKILL comes after the drain
 
 
+def test_the_proxy_publishes_on_loopback_by_default() -> None:
+    assert replicas()["services"]["proxy"]["ports"] == ["127.0.0.1:8000:8000"]
+
+
 def test_the_proxy_publishes_the_port_and_reaches_every_gateway() -> None:
     proxy = replicas({"API_PUBLISH": "127.0.0.1:9000"})["services"]["proxy"]
     assert proxy["ports"] == ["127.0.0.1:9000:8000"]

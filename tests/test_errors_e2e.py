@@ -191,6 +191,28 @@ def test_api_keys_guard_v1_but_not_health(make_gateway: Callable[..., Process]) 
     assert httpx.get(f"{gateway.url}/health").status_code == 200
 
 
+MISSING_KEY = (
+    "You didn't provide an API key. You need to provide your API key in an Authorization "
+    "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+)
+WRONG_KEY = "Incorrect API key provided. Send it as 'Authorization: Bearer <key>'."
+
+
+def test_a_missing_key_is_told_how_to_send_one(make_gateway: Callable[..., Process]) -> None:
+    gateway = make_gateway(prompt_mode="passthrough", api_keys="k1")
+    for headers in [{}, {"Authorization": ""}, {"Authorization": "Bearer"}]:
+        response = post(gateway, TEXT, headers=headers)
+        assert response.status_code == 401, headers
+        assert error_of(response) == {
+            "message": MISSING_KEY,
+            "type": "authentication_error",
+            "param": None,
+            "code": "missing_api_key",
+        }, headers
+    wrong = post(gateway, TEXT, headers={"Authorization": "Bearer nope"})
+    assert (error_of(wrong)["message"], error_of(wrong)["code"]) == (WRONG_KEY, "invalid_api_key")
+
+
 def test_without_api_keys_any_key_or_none_is_accepted(
     passthrough_gateway: Process, fake: FakeVLLMProcess
 ) -> None:

@@ -70,7 +70,7 @@ def test_the_first_command_converts_the_sample_with_no_gpu(local_gateway: Proces
     the README shows."""
     setup, curl = readme_quick_start()
     assert setup.startswith("python3 -m venv .venv && . .venv/bin/activate && ")
-    assert "pip install -e '.[cpu]' && OCR_BACKEND=local " in setup
+    assert "pip install -e '.[cpu]' && API_HOST=127.0.0.1 OCR_BACKEND=local " in setup
     assert "localhost:8000" in curl and "examples/sample.pdf" in curl
     command = curl.replace("localhost:8000", f"127.0.0.1:{local_gateway.port}")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}

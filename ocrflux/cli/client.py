@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import orjson
 from httpx_sse import aconnect_sse
+from pydantic import BaseModel, ConfigDict, NonNegativeInt, ValidationError
 
 # Statuses worth another try for a batch: the gateway (or vLLM behind it) is busy or away.
 RETRY_STATUSES = frozenset({429, 503})
@@ -63,6 +64,29 @@ class PageProgress:
 ProgressCallback = Callable[[PageProgress | None], None]  # None: the cross-page merge started
 
 
+class _PageEvent(BaseModel):
+    """The fields of a `page` event the CLI reads (strict: a gateway's bug is not coerced)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    index: NonNegativeInt = 0
+    done: NonNegativeInt = 0
+    total: NonNegativeInt = 0
+    fallback: bool = False
+
+
+class _Answer(BaseModel):
+    """The fields of a document's answer the CLI reads or writes to the JSONL."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    document_text: str
+    pages: list[Any] = []
+    num_pages: NonNegativeInt | None = None
+    page_texts: dict[str, str] = {}
+    fallback_pages: list[NonNegativeInt] = []
+
+
 class OCRClient:
     """Sends documents to one gateway; share one per run (one connection pool)."""
 
@@ -76,7 +100,7 @@ class OCRClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.base_url = base_url.rstrip("/")
+        self.base_url = gateway_root(base_url)
         self.retries = retries
         # A page can take minutes on a busy server: the read timeout is the document's.
         self._http = httpx.AsyncClient(
@@ -92,16 +116,23 @@ class OCRClient:
     async def check(self) -> None:
         """Fail fast, once, when the gateway cannot be reached at all."""
         try:
-            await self._http.get("/health", timeout=10.0)
+            response = await self._http.get("/health", timeout=10.0)
         except httpx.HTTPError as exc:
             raise GatewayError(
                 f"cannot reach the gateway at {self.base_url}: {_describe(exc)}", fatal=True
             ) from None
+        if response.status_code == 404:  # something answers there, but not this gateway
+            raise GatewayError(
+                f"no gateway at {self.base_url}: GET /health answered HTTP 404; --url is the "
+                "gateway's base URL, like http://localhost:8000",
+                fatal=True,
+            )
 
     async def convert(
         self, filename: str, data: bytes, options: OCROptions, on_progress: ProgressCallback
     ) -> dict[str, Any]:
-        """The document's `/v1/ocr` answer (Mistral's shape plus the toolkit's fields)."""
+        """The document's `/v1/ocr` answer (Mistral's shape plus the toolkit's fields), its
+        fields the CLI reads checked (GatewayError otherwise)."""
         attempt = 0
         while True:
             try:
@@ -130,7 +161,7 @@ class OCRClient:
                     raise _refusal(response)
                 if not response.headers.get("content-type", "").startswith("text/event-stream"):
                     await response.aread()  # a gateway that answered without streaming
-                    return _json(response)
+                    return _answer(_json(response))
                 async for event in source.aiter_sse():
                     data_ = orjson.loads(event.data) if event.data else {}
                     if event.event == "page":
@@ -138,8 +169,7 @@ class OCRClient:
                     elif event.event == "merge":
                         on_progress(None)
                     elif event.event == "result":
-                        data_.pop("type", None)
-                        return data_
+                        return _answer(data_)
                     elif event.event == "error":
                         raise GatewayError(_error_text(data_))
         except httpx.HTTPError as exc:
@@ -151,19 +181,44 @@ class OCRClient:
         raise GatewayError("the gateway ended the stream before the result")
 
 
+def gateway_root(url: str) -> str:
+    """The gateway's base URL: OpenAI clients are given `.../v1`, so that is accepted too."""
+    return url.rstrip("/").removesuffix("/v1")
+
+
 class _Busy(Exception):
     def __init__(self, reason: str, wait: float | None) -> None:
         self.reason = reason
         self.wait = wait
 
 
-def _page(data: dict[str, Any]) -> PageProgress:
-    return PageProgress(
-        index=int(data.get("index", 0)),
-        done=int(data.get("done", 0)),
-        total=int(data.get("total", 0)),
-        fallback=bool(data.get("fallback")),
-    )
+def _page(data: Any) -> PageProgress:
+    try:
+        page = _PageEvent.model_validate(data)
+    except ValidationError as exc:
+        raise GatewayError(
+            f"the gateway sent a page event that is not valid: {_first(exc)}"
+        ) from None
+    return PageProgress(page.index, page.done, page.total, page.fallback)
+
+
+def _answer(data: Any) -> dict[str, Any]:
+    """The answer as sent (its other fields go to the JSONL as they are), once every field
+    the CLI reads is checked."""
+    try:
+        _Answer.model_validate(data)
+    except ValidationError as exc:
+        raise GatewayError(f"the gateway's answer is not valid: {_first(exc)}") from None
+    assert isinstance(data, dict)
+    data.pop("type", None)
+    return data
+
+
+def _first(exc: ValidationError) -> str:
+    """The first problem pydantic found, as `field: what is wrong`."""
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    return f"{where}: {error['msg']}" if where else error["msg"]
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

@@ -61,7 +61,8 @@ class Conversion:
         self.jsonl = JsonlFile(config.jsonl) if config.jsonl else None
 
     def converted_before(self, document: Document) -> bool:
-        if not document.markdown_path(self.config.outdir).exists():
+        target = document.markdown_path(self.config.outdir)
+        if _outside(target, self.config.outdir) or not target.exists():
             return False
         return self.jsonl is None or self.jsonl.has(document.orig_path)
 
@@ -100,6 +101,15 @@ class Conversion:
 
     async def _convert(self, client: OCRClient, document: Document) -> None:
         self.reporter.started(document)
+        target = document.markdown_path(self.config.outdir)
+        if _outside(target, self.config.outdir):
+            # A glob through `..`, or a link in OUTDIR: nothing is sent, nothing written.
+            self._fail(
+                document,
+                "its Markdown would be written outside the output folder "
+                f"(to {target.resolve()}); give the folder that holds it instead",
+            )
+            return
         try:
             data = await asyncio.to_thread(document.path.read_bytes)
         except OSError as exc:
@@ -119,19 +129,15 @@ class Conversion:
             return
         finally:
             del data
-        text = answer.get("document_text")
-        if not isinstance(text, str):
-            self._fail(document, "the gateway's answer has no document_text")
-            return
         try:
-            write_atomic(document.markdown_path(self.config.outdir), text)
+            write_atomic(target, answer["document_text"])
         except OSError as exc:
             self._fail(document, f"cannot write the Markdown: {exc.strerror or exc}")
             return
         if self.jsonl is not None:
             self.jsonl.add(jsonl_record(document.orig_path, answer))
-        pages = len(answer.get("pages") or [])
-        fallback = [p for p in answer.get("fallback_pages") or [] if isinstance(p, int)]
+        pages = len(answer.get("pages", []))
+        fallback: list[int] = answer.get("fallback_pages", [])
         self.report.converted.append((document, pages))
         if fallback:
             self.report.partial.append((document, fallback))
@@ -140,6 +146,11 @@ class Conversion:
     def _fail(self, document: Document, reason: str) -> None:
         self.report.failed.append((document, reason))
         self.reporter.failed(document, reason)
+
+
+def _outside(path: Path, outdir: Path) -> bool:
+    """True when `path`, resolved (`..` and links followed), is not below `outdir`."""
+    return not path.resolve().is_relative_to(outdir.resolve())
 
 
 def convert_documents(

@@ -11,7 +11,9 @@ from ocrflux import __version__
 from ocrflux.cli.client import OCROptions
 from ocrflux.cli.convert import ConvertConfig, convert_documents
 from ocrflux.cli.inputs import InputError, find_documents
+from ocrflux.cli.printable import printable
 from ocrflux.cli.serve import serve_command
+from ocrflux.page_selection import PageSelectionError, parse_selection
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,6 +23,16 @@ def cli() -> None:
 
 
 cli.add_command(serve_command())
+
+
+def _check_pages(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """`--pages` read by the API's own parser: a mistake is a usage error, before any upload."""
+    if value is not None:
+        try:
+            parse_selection(value)
+        except PageSelectionError as exc:
+            raise click.BadParameter(printable(exc.message)) from None
+    return value
 
 
 @cli.command(context_settings={"max_content_width": 100})
@@ -39,7 +51,7 @@ cli.add_command(serve_command())
     default="http://localhost:8000",
     show_default=True,
     envvar="OCRFLUX_URL",
-    help="The gateway's base URL [OCRFLUX_URL].",
+    help="The gateway's base URL (a trailing /v1 is fine) [OCRFLUX_URL].",
 )
 @click.option(
     "--api-key",
@@ -54,7 +66,11 @@ cli.add_command(serve_command())
     show_default=True,
     help="Documents sent at once.",
 )
-@click.option("--pages", help="0-based pages of every document to read, e.g. '0-2,5'.")
+@click.option(
+    "--pages",
+    callback=_check_pages,
+    help="0-based pages of every document to read, e.g. '0-2,5'.",
+)
 @click.option(
     "--table-format",
     type=click.Choice(["html", "markdown"]),
@@ -99,7 +115,7 @@ def convert(
     try:
         documents = find_documents(paths)
     except InputError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.UsageError(printable(str(exc))) from None
     config = ConvertConfig(
         url=url,
         outdir=outdir,

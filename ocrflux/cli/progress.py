@@ -24,6 +24,7 @@ from rich.progress import (
 
 from ocrflux.cli.client import PageProgress
 from ocrflux.cli.inputs import Document
+from ocrflux.cli.printable import printable
 
 PLAIN_INTERVAL = 2.0  # seconds between two page lines of one document in plain output
 
@@ -61,7 +62,8 @@ class LineReporter:
         self._last_line: dict[Document, float] = {}
 
     def _say(self, text: str) -> None:
-        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        # File names and the gateway's reasons are in the line: escapes shown, not obeyed.
+        self.console.print(printable(text), markup=False, highlight=False, soft_wrap=True)
 
     def _counter(self) -> str:
         return f"[{self.done}/{self.total}]"
@@ -134,7 +136,7 @@ class BarReporter:
 
     def started(self, document: Document) -> None:
         self._tasks[document] = self.bars.add_task(
-            f"  {escape(_short(document.orig_path))}", total=None, unit="pages"
+            f"  {_shown(_short(document.orig_path))}", total=None, unit="pages"
         )
 
     def progress(self, document: Document, page: PageProgress | None) -> None:
@@ -142,7 +144,7 @@ class BarReporter:
         if task is None:
             return
         if page is None:
-            name = escape(_short(document.orig_path))
+            name = _shown(_short(document.orig_path))
             self.bars.update(task, description=f"  {name} [dim](merging)[/]")
         else:
             self.bars.update(task, total=page.total, completed=page.done)
@@ -160,7 +162,7 @@ class BarReporter:
         self._stop(document)
         self.failures += 1
         self.bars.console.print(
-            f"[red]failed[/] {escape(document.orig_path)}: {escape(reason)}", highlight=False
+            f"[red]failed[/] {_shown(document.orig_path)}: {_shown(reason)}", highlight=False
         )
         self._advance_run()
 
@@ -168,6 +170,11 @@ class BarReporter:
         for task in list(self._tasks.values()):
             self.bars.remove_task(task)
         self.bars.stop()
+
+
+def _shown(text: str) -> str:
+    """Outside text in a rich markup string: control characters and markup escaped."""
+    return escape(printable(text))
 
 
 def _short(text: str, width: int = 40) -> str:

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ocrflux.cli.inputs import Document
+from ocrflux.cli.printable import printable
 
 
 @dataclass
@@ -42,7 +43,8 @@ def print_summary(report: Report, console: Console) -> None:
         parts.append(f"{report.not_done} not converted")
     console.print(", ".join(parts), markup=False, highlight=False, soft_wrap=True)
     if report.stopped:
-        console.print(f"stopped: {report.stopped}", markup=False, highlight=False, soft_wrap=True)
+        stopped = f"stopped: {printable(report.stopped)}"
+        console.print(stopped, markup=False, highlight=False, soft_wrap=True)
     if not report.failed and not report.partial:
         return
     # Plain ASCII rules off a terminal: log files and CI pages show them as drawn.
@@ -51,11 +53,11 @@ def print_summary(report: Report, console: Console) -> None:
     table.add_column("result")
     table.add_column("why", overflow="fold")
     for document, reason in report.failed:
-        table.add_row(Text(document.orig_path), "failed", Text(reason))
+        table.add_row(Text(printable(document.orig_path)), "failed", Text(printable(reason)))
     for document, pages in report.partial:
         shown = ", ".join(str(p) for p in pages)
         table.add_row(
-            Text(document.orig_path),
+            Text(printable(document.orig_path)),
             "converted",
             f"page(s) {shown} (0-based) could not be read and are empty in the Markdown",
         )

@@ -7,6 +7,7 @@ Workers keep a few open PDFs by path, so a page costs a small task message.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -31,6 +32,7 @@ from ocrflux.intake.images import (
     open_image,
     toolkit_size,
 )
+from ocrflux.observability import configure_logging
 
 # PDF's unit: 1 point = 1/72 inch; the toolkit renders at 72 dpi (pdftoppm -r 72).
 POINTS_PER_INCH = 72
@@ -38,6 +40,10 @@ POINTS_PER_INCH = 72
 _OPEN_PER_WORKER = 4
 _RENDER_FLAGS = pdfium_c.FPDF_ANNOT | pdfium_c.FPDF_REVERSE_BYTE_ORDER  # annotations; RGB order
 
+_TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})  # pydantic's spellings of true
+_XFA_KINDS = {pdfium_c.FORMTYPE_XFA_FULL: "dynamic", pdfium_c.FORMTYPE_XFA_FOREGROUND: "static"}
+
+logger = logging.getLogger("ocrflux.documents")
 _open_pdfs: OrderedDict[str, pdfium.PdfDocument] = OrderedDict()
 
 
@@ -45,6 +51,31 @@ def worker_init() -> None:
     # Ctrl-C reaches the whole process group; the parent shuts the pool down in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGPROF, signal.SIG_DFL)  # see _cpu_budget
+    _log_as_the_gateway()
+
+
+def _log_as_the_gateway() -> None:
+    """The worker's log lines in the gateway's format; pypdfium2's own are dropped.
+
+    pypdfium2 warns through Python's last-resort handler, as bare lines on stderr, for every
+    XFA form (with advice to rebuild it): the gateway says so once per document instead.
+    """
+    quiet = logging.getLogger("pypdfium2")
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
+    # From the environment, not Settings: a worker must not load pydantic (its memory is the
+    # point of spawning). `ocrflux.api_server` puts the values it loaded (.env too) there.
+    debug = os.environ.get("DEBUG", "").strip().lower() in _TRUE
+    fmt = "json" if os.environ.get("LOG_FORMAT", "").strip().lower() == "json" else "text"
+    configure_logging(debug, fmt)
+
+
+def _note_xfa(pdf: pdfium.PdfDocument) -> None:
+    """One debug line when the PDF's form is XFA (pdfium here draws AcroForm fields only)."""
+    kind = _XFA_KINDS.get(pdf.get_formtype())
+    if kind is not None:
+        drawn = "it with XFA" if "XFA" in pdfium.PDFIUM_INFO.flags else "its AcroForm fields only"
+        logger.debug("the PDF has an XFA form (%s); pdfium draws %s", kind, drawn)
 
 
 @contextmanager
@@ -131,7 +162,9 @@ def inspect_document(path: str, kind: DocumentKind, max_pixels: int, cpu: float)
     try:
         with _cpu_budget(cpu):
             if kind == "pdf":
-                return len(_pdf(path))
+                pdf = _pdf(path)
+                _note_xfa(pdf)  # here only: once per document, not per worker that opens it
+                return len(pdf)
             image, _ = _read_image(path, max_pixels)
             frames = getattr(image, "n_frames", 1) if kind == "tiff" else 1
             for frame in range(1, frames):

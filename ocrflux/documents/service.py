@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 from starlette.responses import Response
 
+from ocrflux.documents.limits import DocumentPages, PageLimits
 from ocrflux.documents.loading import DocumentLoader
 from ocrflux.documents.pipeline import (
     DocumentEvent,
@@ -23,13 +24,13 @@ from ocrflux.documents.pipeline import (
     PageSource,
 )
 from ocrflux.documents.protocol import FileDocument, OCRRequest, ocr_body, page_object
-from ocrflux.documents.sources import DocumentRejected, parse_pages
 from ocrflux.engines.base import BACKEND_HEADER, PageJob, engines_used
 from ocrflux.errors import APIError, from_validation_error
 from ocrflux.format.checkboxes import normalize_checkboxes
 from ocrflux.format.pipe_tables import tables_to_markdown
 from ocrflux.http.sse import EventStream, named_event
 from ocrflux.metrics import record_documents
+from ocrflux.page_selection import PageSelection, PageSelectionError, parse_selection
 from ocrflux.protocol import json_response
 from ocrflux.settings import Settings
 
@@ -67,6 +68,7 @@ class OCRService:
         self.loader = loader
         self.reader = reader
         self.files = files
+        self.limits = PageLimits.from_settings(settings)
 
     async def answer(
         self, fields: dict[str, Any], upload: Upload | None, request_id: str, *, owner: str
@@ -166,20 +168,20 @@ class OCRService:
         return await self.files.read_document(owner, file_id, self.settings.max_document_bytes)
 
     def _select(self, request: OCRRequest, num_pages: int) -> list[int]:
+        """The pages to read, checked against the page limits before any is listed."""
         try:
-            selection = parse_pages(request.pages, num_pages)
-        except DocumentRejected as exc:
-            raise APIError(exc.status, exc.message, param="pages", code="invalid_pages") from None
-        limit = self.settings.max_document_pages
-        if len(selection) > limit:
-            raise APIError(
-                400,
-                f"{len(selection)} pages selected, the limit is {limit} per document "
-                "(choose fewer with 'pages')",
-                param="pages",
-                code="too_many_pages",
-            )
-        return selection
+            if request.pages is None:
+                selection = PageSelection.every(num_pages)
+            else:
+                # At most one number or range per page a document may have read: a longer
+                # spec is refused from its length, before it is split.
+                selection = parse_selection(
+                    request.pages, num_pages=num_pages, max_ranges=self.limits.per_document
+                )
+        except PageSelectionError as exc:
+            raise APIError(400, exc.message, param="pages", code="invalid_pages") from None
+        self.limits.check([DocumentPages(selection.count, "pages", selected=True)])
+        return selection.pages()
 
 
 class _Answer:

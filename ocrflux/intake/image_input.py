@@ -90,6 +90,22 @@ def decode_base64(url: str, max_bytes: int) -> bytes:
 
 # --- recognising the format -------------------------------------------------------------------
 
+# Office files are ZIPs: named from the parts they hold (Office Open XML), or from the stored
+# `mimetype` entry ODF puts first. Entry names appear in each local header and again in the
+# central directory at the end, so the first and last 64 KB are enough (and bounded).
+_ZIP_WINDOW = 64 * 1024
+_OFFICE_PARTS = (
+    (b"word/document", "a Word document (.docx)"),
+    (b"xl/workbook", "an Excel workbook (.xlsx)"),
+    (b"ppt/presentation", "a PowerPoint presentation (.pptx)"),
+)
+_OPENDOCUMENT = b"mimetypeapplication/vnd.oasis.opendocument."
+_OPENDOCUMENT_KINDS = (
+    (b"text", "an OpenDocument text (.odt)"),
+    (b"spreadsheet", "an OpenDocument spreadsheet (.ods)"),
+    (b"presentation", "an OpenDocument presentation (.odp)"),
+)
+
 
 def sniff_mime(data: bytes) -> str:
     """The image type from its magic bytes; refuses anything but the accepted raster formats."""
@@ -127,11 +143,12 @@ def describe(data: bytes) -> str | None:
         (b"\xff\x4f\xff\x51", "image/jp2"),
         (b"\x00\x00\x01\x00", "image/x-icon"),
         (b"8bps", "image/vnd.adobe.photoshop"),
-        (b"pk\x03\x04", "application/zip"),
         (b"\x1f\x8b", "application/gzip"),
         (b"<!doctype html", "text/html"),
         (b"<html", "text/html"),
     ]
+    if head.startswith(b"PK\x03\x04"):
+        return _zip_kind(data)
     for magic, name in signatures:
         if text.startswith(magic):
             return name
@@ -140,3 +157,18 @@ def describe(data: bytes) -> str | None:
     if text.startswith((b"{", b"[")):
         return "application/json"
     return None
+
+
+def _zip_kind(data: bytes) -> str:
+    """What a ZIP holds, when it is an Office or OpenDocument file; else `application/zip`."""
+    if data[30 : 30 + len(_OPENDOCUMENT)] == _OPENDOCUMENT:
+        kind = data[30 + len(_OPENDOCUMENT) : 30 + len(_OPENDOCUMENT) + 12]
+        for prefix, name in _OPENDOCUMENT_KINDS:
+            if kind.startswith(prefix):
+                return name
+    ends = data[:_ZIP_WINDOW] + data[-_ZIP_WINDOW:]
+    if b"[Content_Types].xml" in ends:
+        for part, name in _OFFICE_PARTS:
+            if part in ends:
+                return name
+    return "application/zip"

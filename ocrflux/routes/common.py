@@ -37,12 +37,20 @@ UpstreamDep = Annotated[Upstream, Depends(get_upstream)]
 ChatDep = Annotated[ChatService, Depends(get_chat)]
 
 
+MISSING_KEY = (
+    "You didn't provide an API key. You need to provide your API key in an Authorization "
+    "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+)
+
+
 async def require_api_key(request: Request, settings: SettingsDep) -> None:
     """With API_KEYS set, `/v1/*` needs one of them as a bearer token."""
     if not settings.api_keys:
         return
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     presented = token.strip().encode()
+    if not scheme or (scheme.lower() == "bearer" and not presented):
+        raise APIError(401, MISSING_KEY, code="missing_api_key")  # OpenAI's words
     valid = scheme.lower() == "bearer" and any(
         hmac.compare_digest(presented, key.encode()) for key in settings.api_keys
     )

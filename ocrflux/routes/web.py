@@ -22,6 +22,7 @@ WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 # The page's files and their types: nothing else under ocrflux/web/ is served.
 FILES = {
     "app.js": "text/javascript; charset=utf-8",
+    "icon.svg": "image/svg+xml",
     "style.css": "text/css; charset=utf-8",
     "vendor/marked.umd.js": "text/javascript; charset=utf-8",
     "vendor/purify.min.js": "text/javascript; charset=utf-8",
@@ -68,6 +69,12 @@ def _serve(name: str, media_type: str, enabled: bool) -> Response:
 @web.get("/")
 async def page(settings: SettingsDep) -> Response:
     return _serve("index.html", "text/html; charset=utf-8", settings.web_ui)
+
+
+@web.get("/favicon.ico")
+async def favicon(settings: SettingsDep) -> Response:
+    """The page's icon where browsers and bookmark tools look without reading the page."""
+    return _serve("icon.svg", FILES["icon.svg"], settings.web_ui)
 
 
 @web.get("/ui/{name:path}")

@@ -100,3 +100,42 @@ async def test_an_unreachable_gateway_is_fatal() -> None:
         await ocr.check()
     await ocr.aclose()
     assert caught.value.fatal
+
+
+@pytest.mark.parametrize("url", ["http://gateway:8000/v1", "http://gateway:8000/v1/",
+                                 "http://gateway:8000"])  # fmt: skip
+async def test_a_url_ending_in_v1_is_the_gateway_itself(url: str) -> None:
+    paths: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        paths.append(request.url.path)
+        if request.url.path == "/health":
+            return httpx.Response(200, json={"status": "ok"})
+        if request.url.path == "/v1/ocr":
+            return sse(("result", {"document_text": "ok"}))
+        return httpx.Response(404, json={"detail": "Not Found"})
+
+    ocr = OCRClient(url, transport=httpx.MockTransport(handler))
+    try:
+        await ocr.check()
+        answer = await ocr.convert("a.pdf", b"%PDF", OCROptions(), lambda page: None)
+    finally:
+        await ocr.aclose()
+    assert answer == {"document_text": "ok"}
+    assert paths == ["/health", "/v1/ocr"]
+    assert ocr.base_url == "http://gateway:8000"
+
+
+async def test_a_url_with_no_gateway_behind_it_stops_the_run_with_a_hint() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, text="Not Found")
+
+    ocr = OCRClient("http://gateway:8000/api", transport=httpx.MockTransport(handler))
+    with pytest.raises(GatewayError) as caught:
+        await ocr.check()
+    await ocr.aclose()
+    assert caught.value.fatal
+    assert caught.value.reason == (
+        "no gateway at http://gateway:8000/api: GET /health answered HTTP 404; --url is the "
+        "gateway's base URL, like http://localhost:8000"
+    )

@@ -137,7 +137,8 @@ def test_a_gateway_with_keys_refuses_without_one_and_converts_with_the_env_key(
     corpus.feed(fake)
     refused = convert("in", "-o", "out", "--url", gateway.url, cwd=tmp_path)
     assert refused.returncode == 1
-    assert "Incorrect API key" in refused.stdout and "OCRFLUX_API_KEY" in refused.stdout
+    assert "You didn't provide an API key" in refused.stdout
+    assert "OCRFLUX_API_KEY" in refused.stdout
     assert not (tmp_path / "out").exists() or files_under(tmp_path / "out") == []
     assert "s3cret" not in refused.stdout + refused.stderr
 
@@ -156,9 +157,22 @@ def test_an_unreachable_gateway_stops_the_run_at_once(corpus: Corpus, tmp_path: 
     assert not (tmp_path / "out").exists()
 
 
+def test_the_v1_url_an_openai_client_is_given_works_too(
+    ocrflux_gateway: Process, fake: FakeVLLMProcess, corpus: Corpus, tmp_path: Path
+) -> None:
+    corpus.feed(fake)
+    result = convert("in", "-o", "out", "--url", f"{ocrflux_gateway.url}/v1/", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert files_under(tmp_path / "out") == sorted(EXPECTED_LAYOUT.values())
+
+
 @pytest.mark.parametrize(
     ("arguments", "says"),
-    [(["missing.pdf"], "no such file or folder: missing.pdf"), ([], "Missing argument")],
+    [
+        (["missing.pdf"], "no such file or folder: missing.pdf"),
+        ([], "Missing argument"),
+        (["missing.pdf", "--pages", "abc"], "Invalid value for '--pages': pages: 'abc' is not"),
+    ],
 )
 def test_usage_errors_exit_2(tmp_path: Path, arguments: list[str], says: str) -> None:
     result = convert(*arguments, cwd=tmp_path)

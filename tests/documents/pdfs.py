@@ -4,7 +4,8 @@
 pdfium draws real glyphs): paragraphs, `#` headings and HTML tables drawn as grids, any page
 size, `/Rotate`, a corner mark to check orientation. `encrypted_pdf`, `corrupt_pdf` and
 `zero_page_pdf` make the refusals; `multipage_tiff` the TIFF path; `slow_pdf` is small but
-slow to draw (the render CPU budget); `scanned_pdf` and `text_heavy_pdf` feed the benchmark.
+slow to draw (the render CPU budget); `scanned_pdf` and `text_heavy_pdf` feed the benchmark;
+`office_file` and `opendocument` are the ZIPs that Office and OpenDocument files are.
 
 `SCENARIOS` are documents whose content crosses page breaks (a paragraph split after '-', after
 a CJK character, after a plain word; a table over two and over three pages), each with the
@@ -17,7 +18,9 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import re
+import zipfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -209,6 +212,24 @@ def slow_pdf(strokes: int = 20_000) -> bytes:
     ])  # fmt: skip
 
 
+def xfa_pdf() -> bytes:
+    """One blank page whose AcroForm carries an XFA form (a dynamic one: NeedsRendering), as
+    tax and government forms do; pdfium without XFA support draws the AcroForm only."""
+    xdp = (
+        b'<xdp:xdp xmlns:xdp="http://ns.adobe.com/xdp/"><template '
+        b'xmlns="http://www.xfa.org/schema/xfa-template/3.3/"><subform name="form1"/>'
+        b"</template></xdp:xdp>"
+    )
+    return _serialize([
+        b"<< /Type /Catalog /Pages 2 0 R /AcroForm 5 0 R /NeedsRendering true >>",
+        b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>",
+        b"<< /Length 0 >>\nstream\n\nendstream",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 3 0 R >>",
+        b"<< /Fields [] /XFA 6 0 R >>",
+        b"<< /Length %d >>\nstream\n" % len(xdp) + xdp + b"\nendstream",
+    ])  # fmt: skip
+
+
 def zero_page_pdf() -> bytes:
     """A well-formed PDF with no pages."""
     return make_pdf([])
@@ -264,6 +285,28 @@ _WORDS = (
     "while", "last", "might", "great", "old", "year", "off", "come", "since", "against", "go",
     "came", "right", "used", "take", "report", "revenue", "analysis", "results", "method",
 )  # fmt: skip
+
+
+def office_file(*names: str, filler: int = 0) -> bytes:
+    """A ZIP with these entries, in order; `filler` bytes of stored noise after the first."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for number, name in enumerate(names):
+            archive.writestr(name, "<x/>")
+            if number == 0 and filler:
+                archive.writestr("media/noise.bin", os.urandom(filler))
+    return buffer.getvalue()
+
+
+def opendocument(kind: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:  # `mimetype` first and stored, as ODF says
+        archive.writestr("mimetype", f"application/vnd.oasis.opendocument.{kind}")
+        archive.writestr("content.xml", "<x/>")
+    return buffer.getvalue()
+
+
+DOCX = office_file("[Content_Types].xml", "_rels/.rels", "word/document.xml")
 
 
 def filler(words: int, seed: int = 0) -> str:

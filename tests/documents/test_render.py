@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import signal
 import struct
 import time
@@ -32,6 +33,7 @@ from tests.documents.pdfs import (
     slow_pdf,
     text_heavy_pdf,
     text_page,
+    xfa_pdf,
     zero_page_pdf,
 )
 
@@ -342,3 +344,34 @@ async def test_an_empty_pdf_after_an_encrypted_one_is_still_called_empty() -> No
                 await renderer.open(data)
     finally:
         await renderer.aclose()
+
+
+LOG_LINE = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} "
+
+
+@pytest.mark.parametrize("debug", [True, False])
+async def test_an_xfa_form_is_one_debug_line_not_pdfiums_advice(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], debug: bool
+) -> None:
+    """pypdfium2 printed two bare lines (advice to rebuild it) to stderr per worker that
+    opened the PDF; the gateway's log has its own lines only."""
+    monkeypatch.setenv("DEBUG", "true" if debug else "false")
+    monkeypatch.setenv("LOG_FORMAT", "text")
+    rendering = DocumentRenderer(workers=2, max_side=1024, tmp_dir=str(tmp_path))
+    try:
+        pages = await render_all(rendering, xfa_pdf())
+        again = await render_all(rendering, xfa_pdf())
+    finally:
+        await rendering.aclose()
+    assert [p.image.width for p in pages + again] == [791, 791]
+    lines = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
+    expected = (
+        "DEBUG ocrflux.documents [-] the PDF has an XFA form (dynamic); pdfium draws its "
+        "AcroForm fields only"
+    )
+    if debug:
+        assert len(lines) == 2, lines  # one per document
+        for line in lines:
+            assert re.fullmatch(LOG_LINE + re.escape(expected), line), line
+    else:
+        assert lines == []

@@ -23,6 +23,7 @@ from ocrflux.intake.images import (
     shrink,
     toolkit_size,
 )
+from tests.documents.pdfs import DOCX
 
 OPTS = ImageOptions()
 
@@ -197,6 +198,7 @@ def test_format_mb() -> None:
     (b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1", "image/avif"),
     (b"<!DOCTYPE html><html></html>", "text/html"),
     (b"\x01\x02\x03 just bytes", "unknown"),
+    (DOCX, "a Word document (.docx)"),
 ])  # fmt: skip
 def test_unsupported_formats_are_named(payload: bytes, named: str) -> None:
     with pytest.raises(ImageRejected) as caught:

@@ -166,6 +166,15 @@ def test_copy_and_download_give_the_merged_markdown(
     assert page.locator("article.page .source").first.inner_text() == REPORT
 
 
+def test_the_page_asks_for_nothing_that_is_missing(ocrflux_gateway: Process, page: Page) -> None:
+    statuses: dict[str, int] = {}
+    page.on("response", lambda response: statuses.setdefault(response.url, response.status))
+    page.goto(ocrflux_gateway.url)
+    page.wait_for_load_state("networkidle")
+    assert {url: status for url, status in statuses.items() if status != 200} == {}
+    assert f"{ocrflux_gateway.url}/ui/icon.svg" in statuses
+
+
 def test_an_image_is_shown_as_itself(
     ocrflux_gateway: Process, fake: FakeVLLMProcess, page: Page, tmp_path: Path
 ) -> None:

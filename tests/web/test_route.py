@@ -95,6 +95,23 @@ async def test_web_ui_false_turns_the_page_off() -> None:
         assert "WEB_UI=false" in response.json()["error"]["message"]
 
 
+async def test_the_page_declares_its_icon_and_favicon_ico_is_served() -> None:
+    parser = Tags()
+    parser.feed((await get("/")).text)
+    icons = [attrs for tag, attrs in parser.tags if tag == "link" and attrs.get("rel") == "icon"]
+    assert icons == [{"rel": "icon", "href": "ui/icon.svg", "type": "image/svg+xml"}]
+    icon = await get("/ui/icon.svg")
+    assert (icon.status_code, icon.headers["content-type"]) == (200, "image/svg+xml")
+    assert icon.content.startswith(b"<svg") and len(icon.content) < 1024
+    # Browsers and bookmark tools ask for /favicon.ico whatever the page says.
+    favicon = await get("/favicon.ico")
+    assert (favicon.status_code, favicon.headers["content-type"]) == (200, "image/svg+xml")
+    assert favicon.content == icon.content
+    assert favicon.headers["cache-control"] == "no-cache"
+    off = await get("/favicon.ico", web_ui=False)
+    assert off.status_code == 404
+
+
 def test_vendored_libraries_are_the_registry_files_named_in_their_readme() -> None:
     readme = (WEB_ROOT / "vendor" / "README.md").read_text()
     rows = dict(re.findall(r"^\| `([^`]+)` \|.*\| `([0-9a-f]{64})` \|$", readme, re.MULTILINE))
