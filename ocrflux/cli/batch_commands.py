@@ -1,0 +1,187 @@
+"""`ocrflux batch wait|list|status|cancel`: the gateway's batches seen from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ocrflux.cli.batch_client import Batch, BatchClient, valid_id
+from ocrflux.cli.batch_progress import make_batch_reporter
+from ocrflux.cli.batch_run import DEFAULT_URL, run_batch
+from ocrflux.cli.client import GatewayError
+from ocrflux.cli.convert import ConvertConfig
+from ocrflux.cli.printable import printable
+
+T = TypeVar("T")
+EXIT_GATEWAY = 1
+
+url_option = click.option(
+    "--url",
+    default=DEFAULT_URL,
+    show_default=True,
+    envvar="OCRFLUX_URL",
+    help="The gateway's base URL (a trailing /v1 is fine) [OCRFLUX_URL].",
+)
+key_option = click.option(
+    "--api-key",
+    envvar="OCRFLUX_API_KEY",
+    help="Key for a gateway with API_KEYS set [OCRFLUX_API_KEY].",
+)
+poll_option = click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0.05),
+    default=2.0,
+    show_default=True,
+    help="Seconds between two looks at the batch's progress.",
+)
+
+
+def _batch_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not valid_id(value):
+        raise click.BadParameter(f"{printable(value[:80])!r} is not a batch id")
+    return value
+
+
+def _say(console: Console, text: str) -> None:
+    console.print(printable(text), markup=False, highlight=False, soft_wrap=True)
+
+
+def _call(url: str, api_key: str | None, work: Callable[[BatchClient], Awaitable[T]]) -> T:
+    """Run one request against the gateway; a GatewayError is a message and exit status 1."""
+
+    async def main() -> T:
+        client = BatchClient(url, api_key or None, timeout=60.0)
+        try:
+            return await work(client)
+        finally:
+            await client.aclose()
+
+    try:
+        return asyncio.run(main())
+    except GatewayError as exc:
+        _say(Console(stderr=True), f"error: {exc.reason}")
+        raise SystemExit(EXIT_GATEWAY) from None
+
+
+def _when(seconds: int) -> str:
+    if not seconds:
+        return "-"
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _counts(batch: Batch) -> str:
+    counts = batch.counts
+    return f"{counts.done}/{counts.total} done, {counts.failed} failed"
+
+
+def print_batch(batch: Batch, console: Console) -> None:
+    """One batch, a field a line."""
+    rows: list[tuple[str, Any]] = [
+        ("batch", batch.id),
+        ("status", batch.status),
+        ("endpoint", batch.endpoint),
+        ("requests", _counts(batch)),
+        ("created", _when(batch.created_at)),
+        ("output file", batch.output_file_id or "-"),
+        ("error file", batch.error_file_id or "-"),
+    ]
+    for key, value in (batch.metadata or {}).items():
+        rows.append((f"metadata {key}", value))
+    for error in (batch.errors.data if batch.errors else [])[:10]:
+        where = f"line {error.line}: " if error.line else ""
+        rows.append(("error", f"{where}{error.message or error.code or ''}"))
+    for key, value in rows:
+        _say(console, f"{key}: {value}")
+
+
+@click.group()
+def batch() -> None:
+    """Batches on the gateway: wait for one and write its results, list, show, cancel."""
+
+
+@batch.command(context_settings={"max_content_width": 100})
+@click.argument("batch_id", metavar="ID", callback=_batch_id)
+@click.option(
+    "-o",
+    "--output",
+    "outdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for the results (the -o of the convert --batch that submitted it).",
+)
+@click.option(
+    "--jsonl",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write one line per document with the OCRFlux toolkit's result fields.",
+)
+@url_option
+@key_option
+@poll_option
+def wait(
+    batch_id: str,
+    outdir: Path,
+    jsonl: Path | None,
+    url: str,
+    api_key: str | None,
+    poll_interval: float,
+) -> None:
+    """Wait for batch ID (submitted by `convert --batch`), then write its documents' Markdown
+    as `convert` does.
+
+    Exits 1 when any document failed, 130 when interrupted (the batch goes on).
+    """
+    config = ConvertConfig(
+        url=url, outdir=outdir, api_key=api_key or None, jsonl=jsonl, poll_interval=poll_interval
+    )
+    reporter = make_batch_reporter(Console(stderr=True))
+    raise SystemExit(run_batch(config, reporter, batch_id=batch_id, out=Console()))
+
+
+@batch.command(name="list")
+@click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True)
+@url_option
+@key_option
+def list_(limit: int, url: str, api_key: str | None) -> None:
+    """The newest batches, one a row."""
+    page = _call(url, api_key, lambda client: client.list(limit))
+    console = Console()
+    if not page.data:
+        _say(console, "no batches")
+        return
+    table = Table(box=box.ROUNDED if console.is_terminal else box.ASCII)
+    for column in ("id", "status", "endpoint", "requests", "created"):
+        table.add_column(column, overflow="fold")
+    for item in page.data:
+        cells = (item.id, item.status, item.endpoint, _counts(item), _when(item.created_at))
+        table.add_row(*(Text(printable(cell)) for cell in cells))
+    console.print(table)
+    if page.has_more:
+        _say(console, f"(more: --limit {min(100, limit * 2)} shows more)")
+
+
+@batch.command()
+@click.argument("batch_id", metavar="ID", callback=_batch_id)
+@url_option
+@key_option
+def status(batch_id: str, url: str, api_key: str | None) -> None:
+    """Batch ID's status, counts and files."""
+    print_batch(_call(url, api_key, lambda client: client.get(batch_id)), Console())
+
+
+@batch.command()
+@click.argument("batch_id", metavar="ID", callback=_batch_id)
+@url_option
+@key_option
+def cancel(batch_id: str, url: str, api_key: str | None) -> None:
+    """Cancel batch ID: lines not started are not run; its results so far stay readable
+    (`ocrflux batch wait ID -o OUT` writes them)."""
+    print_batch(_call(url, api_key, lambda client: client.cancel(batch_id)), Console())

@@ -1,0 +1,179 @@
+"""Batch answers the test gateway does not give on demand: malformed batches, result lines
+that are not results, custom_ids that point out of OUTDIR (the end-to-end tests cover the rest)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from rich.console import Console
+
+from ocrflux.cli.batch_client import BatchClient
+from ocrflux.cli.batch_progress import LineBatchReporter
+from ocrflux.cli.batch_run import BatchRun
+from ocrflux.cli.client import GatewayError
+from ocrflux.cli.convert import ConvertConfig
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+BATCH = {
+    "id": "batch_1",
+    "object": "batch",
+    "endpoint": "/v1/ocr",
+    "status": "completed",
+    "input_file_id": "file-in",
+    "output_file_id": "file-out",
+    "error_file_id": None,
+    "created_at": 1_800_000_000,
+    "request_counts": {"total": 2, "completed": 2, "failed": 0},
+}
+ANSWER = {"document_text": "# Hello", "pages": [{}], "num_pages": 1, "page_texts": {"0": "x"}}
+
+
+def result(custom_id: Any, body: Any = ANSWER, status: int = 200) -> dict[str, Any]:
+    return {"id": "r", "custom_id": custom_id, "error": None,
+            "response": {"status_code": status, "request_id": "q", "body": body}}  # fmt: skip
+
+
+def lines(*items: Any) -> bytes:
+    return b"".join((i if isinstance(i, bytes) else orjson.dumps(i)) + b"\n" for i in items)
+
+
+def gateway(batch: Any, output: bytes = b"", inputs: bytes = b"") -> Handler:
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/v1/batches/batch_1":
+            return httpx.Response(200, json=batch) if not isinstance(batch, bytes) else (
+                httpx.Response(200, content=batch))  # fmt: skip
+        if path == "/v1/files/file-out/content":
+            return httpx.Response(200, content=output)
+        if path == "/v1/files/file-in/content":
+            return httpx.Response(200, content=inputs)
+        return httpx.Response(404, json={"error": {"message": "no"}})
+
+    return handler
+
+
+PROGRESS = io.StringIO()
+
+
+async def wait(tmp_path: Path, handler: Handler) -> BatchRun:
+    """`batch wait batch_1` against `handler`; its progress lines in PROGRESS."""
+    config = ConvertConfig(url="http://gateway", outdir=tmp_path / "out", poll_interval=0.01)
+    PROGRESS.seek(0)
+    PROGRESS.truncate()
+    console = Console(file=PROGRESS, width=200)
+    run = BatchRun(config, LineBatchReporter(console), transport=httpx.MockTransport(handler))
+    try:
+        await run.wait("batch_1")
+    finally:
+        await run.aclose()
+    return run
+
+
+def written(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.md"))
+
+
+@pytest.mark.parametrize(
+    ("batch", "says"),
+    [
+        (b"<html>proxy</html>", "is not JSON"),
+        ([1, 2], "the gateway's batch is not valid"),
+        ({**BATCH, "status": "exploded"}, "status: Input should be 'validating'"),
+        ({**BATCH, "request_counts": {"total": -1}}, "request_counts.total"),
+        ({**BATCH, "request_counts": {"total": "3"}}, "request_counts.total"),
+        ({**BATCH, "output_file_id": "../../v1/batches"}, "output_file_id: String should match"),
+        ({**BATCH, "id": 7}, "id: Input should be a valid string"),
+        ({**BATCH, "metadata": {"a": 1}}, "metadata.a"),
+    ],
+)
+async def test_a_malformed_batch_is_a_message(tmp_path: Path, batch: Any, says: str) -> None:
+    run = await wait(tmp_path, gateway(batch))
+    assert run.report.stopped is not None and says in run.report.stopped, run.report.stopped
+    assert run.batch_id is None and not (tmp_path / "out").exists()
+
+
+async def test_results_that_are_not_results_are_named_and_the_rest_written(
+    tmp_path: Path,
+) -> None:
+    output = lines(
+        result("good"),
+        b"not json",
+        {"custom_id": 5},
+        result("../escape"),
+        result("/etc/evil"),
+        result("nobody", body={"document_text": 12}),
+        result("refused", body={"error": {"message": "\x1b[2Jthe PDF is bad"}}, status=400),
+        result("good", body={"document_text": "second copy"}),
+    )
+    inputs = lines({"custom_id": "good", "orig_path": "in/good.pdf"}, b"{broken", [1])
+    run = await wait(tmp_path, gateway(BATCH, output, inputs))
+    out = tmp_path / "out"
+    assert written(tmp_path) == ["out/good/good.md"]
+    assert (out / "good/good.md").read_text() == "# Hello"  # the first answer for an id counts
+    assert [(d.orig_path, pages) for d, pages in run.report.converted] == [("in/good.pdf", 1)]
+    failed = {d.orig_path: reason for d, reason in run.report.failed}
+    assert failed == {
+        "nobody": "the gateway's answer is not valid: document_text: Input should be a valid "
+        "string",
+        "refused": "\x1b[2Jthe PDF is bad (HTTP 400)",  # escaped where printed (report, progress)
+    }
+    assert run.report.stopped == (
+        "4 result lines of the gateway could not be used, the first: a line of the batch's "
+        "results is not JSON"
+    )
+    progress = PROGRESS.getvalue()
+    assert "warning: custom_id '../escape' names no output file" in progress
+    assert "warning: custom_id '/etc/evil' names no output file: it is an absolute path" in progress
+    assert "warning: the gateway's result line is not valid: custom_id: Input should be" in progress
+    assert "\x1b" not in progress and "\\x1b[2Jthe PDF is bad" in progress
+    assert run.collected
+
+
+async def test_a_refused_poll_ends_the_wait_with_nothing_to_resume(tmp_path: Path) -> None:
+    answers = iter([httpx.Response(200, json={**BATCH, "status": "in_progress"})])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return next(answers, httpx.Response(404, json={"error": {"message": "No such batch"}}))
+
+    run = await wait(tmp_path, handler)
+    assert run.report.stopped == "No such batch (HTTP 404)" and run.batch_id is None
+
+
+async def test_a_poll_that_fails_now_and_then_is_asked_again(tmp_path: Path) -> None:
+    answers = iter(
+        [
+            httpx.Response(200, json={**BATCH, "status": "in_progress"}),
+            httpx.Response(502, text="bad gateway"),
+            httpx.Response(200, content=b"half a JSON {"),
+        ]
+    )
+    fallback = gateway(BATCH, lines(result("good")))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/batches/batch_1":
+            answer = next(answers, None)
+            if answer is not None:
+                return answer
+        return fallback(request)
+
+    run = await wait(tmp_path, handler)
+    assert run.report.stopped is None and run.collected
+    assert (tmp_path / "out/good/good.md").read_text() == "# Hello"
+
+
+async def test_ids_going_into_urls_must_look_like_ids() -> None:
+    client = BatchClient("http://gateway", transport=httpx.MockTransport(gateway(BATCH)))
+    try:
+        with pytest.raises(GatewayError, match="is not a batch or file id"):
+            await client.get("../files/x")
+        with pytest.raises(GatewayError, match="is not a batch or file id"):
+            await client.cancel("a?b=c")
+    finally:
+        await client.aclose()
