@@ -22,7 +22,7 @@ import httpx
 import orjson
 from rich.console import Console
 
-from ocrflux.cli.batch_client import Batch, BatchClient, OutputLine, Refused
+from ocrflux.cli.batch_client import OCR_ENDPOINT, Batch, BatchClient, OutputLine, Refused
 from ocrflux.cli.batch_names import CustomIdError, custom_id, document_for
 from ocrflux.cli.batch_progress import BatchReporter
 from ocrflux.cli.client import GatewayError, OCRClient, _answer, _error_text
@@ -125,6 +125,12 @@ class BatchRun:
         except GatewayError as exc:
             self.report.stopped = exc.reason
             return
+        if batch.endpoint != OCR_ENDPOINT:
+            self.report.stopped = (
+                f"batch {batch.id} runs {batch.endpoint or 'another endpoint'}, not "
+                f"{OCR_ENDPOINT}: it has no documents to write (read its output file with the API)"
+            )
+            return
         self.batch_id = batch.id
         await self._wait(batch, await self._known(batch))
 
@@ -140,7 +146,7 @@ class BatchRun:
         line = {
             "custom_id": custom_id(document),
             "method": "POST",
-            "url": "/v1/ocr",
+            "url": OCR_ENDPOINT,
             "body": body,
             # Not part of OpenAI's line (the gateway reads only its own fields): the input's
             # name for a resumed run's JSONL and summary.

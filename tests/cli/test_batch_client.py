@@ -91,6 +91,7 @@ def written(root: Path) -> list[str]:
         ({**BATCH, "output_file_id": "../../v1/batches"}, "output_file_id: String should match"),
         ({**BATCH, "id": 7}, "id: Input should be a valid string"),
         ({**BATCH, "metadata": {"a": 1}}, "metadata.a"),
+        ({**BATCH, "endpoint": "/v1/chat/completions"}, "runs /v1/chat/completions, not /v1/ocr"),
     ],
 )
 async def test_a_malformed_batch_is_a_message(tmp_path: Path, batch: Any, says: str) -> None:

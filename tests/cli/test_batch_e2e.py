@@ -3,7 +3,10 @@ running batches, the fake vLLM, generated documents in nested folders."""
 
 from __future__ import annotations
 
+import os
+import pty
 import re
+import select
 import shlex
 import signal
 import subprocess
@@ -198,3 +201,49 @@ def test_unknown_and_malformed_ids(gateway: Process, fake: FakeVLLMProcess, tmp_
     assert "ocrflux batch wait" not in waited.stdout
     bad = ocrflux("batch", "status", "../files/x", "--url", gateway.url, cwd=tmp_path)
     assert bad.returncode == 2 and "is not a batch id" in bad.stderr
+
+
+def run_in_terminal(arguments: list[str], cwd: Path, seconds: float = 60) -> tuple[int, str]:
+    """The command on a pseudo-terminal: (exit status, everything it drew)."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ocrflux.cli", *arguments], cwd=cwd,
+        env=cli_env(TERM="xterm-256color"), stdin=follower, stdout=follower, stderr=follower,
+    )  # fmt: skip
+    os.close(follower)
+    output = b""
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(leader, 65536)
+                except OSError:  # the process closed the terminal
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            elif proc.poll() is not None:
+                break
+    finally:
+        os.close(leader)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    return proc.returncode, output.decode("utf-8", "replace")
+
+
+def test_a_terminal_gets_upload_and_batch_bars(
+    gateway: Process, fake: FakeVLLMProcess, corpus: Corpus, tmp_path: Path
+) -> None:
+    corpus.feed(fake)
+    status, text = run_in_terminal(
+        ["convert", "in", "-o", "out", "--url", gateway.url, "--batch", "--poll-interval", "0.1"],
+        tmp_path,
+    )
+    assert status == 0, text
+    assert "\x1b[" in text  # drawn with cursor movement and colour
+    assert "uploading" in text and re.search(r"batch batch_\w+ completed", text), text
+    assert "3/3" in text and "3 converted, 0 failed" in text
+    assert files_under(tmp_path / "out") == sorted(EXPECTED.values())
