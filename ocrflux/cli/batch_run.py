@@ -132,7 +132,9 @@ class BatchRun:
             )
             return
         self.batch_id = batch.id
-        await self._wait(batch, await self._known(batch))
+        known = await self._known(batch)
+        self.report.total = max(len(known.documents), batch.counts.total)
+        await self._wait(batch, known)
 
     def _line(self, document: Document, file_id: str) -> bytes:
         options = self.config.options
@@ -212,7 +214,6 @@ class BatchRun:
         return _Known(known)
 
     async def _wait(self, batch: Batch, known: _Known) -> None:
-        self.report.total = max(len(known.documents), batch.counts.total)
         failures = 0
         while True:
             self.reporter.waiting(batch)
@@ -257,6 +258,14 @@ class BatchRun:
                         continue
                     self._result(line, known, seen, jsonl)
             self.collected = True
+            missing = [value for value in known.documents if value not in seen]
+            if missing and self.report.stopped is None:
+                count = len(missing)
+                self.report.stopped = (
+                    f"{count} document{'s have' if count != 1 else ' has'} no result in the "
+                    f"batch's files: {', '.join(printable(m) for m in missing[:5])}"
+                    + (", ..." if count > 5 else "")
+                )
             if self.unusable:
                 count = len(self.unusable)
                 self.report.stopped = self.report.stopped or (

@@ -16,8 +16,9 @@ from rich.console import Console
 from ocrflux.cli.batch_client import BatchClient
 from ocrflux.cli.batch_progress import LineBatchReporter
 from ocrflux.cli.batch_run import BatchRun
-from ocrflux.cli.client import GatewayError
+from ocrflux.cli.client import GatewayError, OCROptions
 from ocrflux.cli.convert import ConvertConfig
+from ocrflux.cli.inputs import find_documents
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -178,3 +179,69 @@ async def test_ids_going_into_urls_must_look_like_ids() -> None:
             await client.cancel("a?b=c")
     finally:
         await client.aclose()
+
+
+async def test_a_batch_missing_results_is_not_a_success(tmp_path: Path) -> None:
+    inputs = lines({"custom_id": "a", "orig_path": "in/a.pdf"}, {"custom_id": "b"})
+    run = await wait(tmp_path, gateway(BATCH, lines(result("a")), inputs))
+    assert [d.orig_path for d, _ in run.report.converted] == ["in/a.pdf"]
+    assert run.report.stopped == "1 document has no result in the batch's files: b"
+    assert run.report.not_done == 1 and not run.report.ok
+
+
+async def test_submit_sends_one_line_per_uploaded_document_and_counts_a_refused_upload(
+    tmp_path: Path,
+) -> None:
+    for name in ("a.pdf", "sub/b.pdf", "big.pdf"):
+        (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "in" / name).write_bytes(b"%PDF-1.4 " + name.encode())
+    sent: dict[str, bytes] = {}
+    created: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/health":
+            return httpx.Response(200, json={"status": "ok"})
+        if path == "/v1/files":
+            body = request.read()
+            if b"big.pdf" in body:
+                return httpx.Response(413, json={"error": {"message": "too large"}})
+            file_id = f"file-{len(sent)}"
+            sent[file_id] = body
+            return httpx.Response(200, json={"id": file_id, "object": "file"})
+        if path == "/v1/batches":
+            created.append(orjson.loads(request.read()))
+            return httpx.Response(200, json={**BATCH, "status": "validating"})
+        if path == "/v1/files/file-out/content":
+            return httpx.Response(200, content=lines(result("a"), result("sub/b")))
+        return gateway(BATCH)(request)
+
+    config = ConvertConfig(url="http://gateway", outdir=tmp_path / "out", poll_interval=0.01,
+                           options=OCROptions("0-1", "markdown", True))  # fmt: skip
+    run = BatchRun(config, LineBatchReporter(Console(file=PROGRESS)),
+                   transport=httpx.MockTransport(handler))  # fmt: skip
+    try:
+        await run.submit(find_documents([str(tmp_path / "in")]))
+    finally:
+        await run.aclose()
+    report = run.report
+    assert (report.total, len(report.converted), report.not_done) == (3, 2, 0)
+    assert [(d.path.name, why) for d, why in report.failed] == [
+        ("big.pdf", "upload refused: too large (HTTP 413)")
+    ]
+    assert created == [{"input_file_id": "file-2", "endpoint": "/v1/ocr",
+                        "completion_window": "24h",
+                        "metadata": {"created_by": "ocrflux convert --batch"}}]  # fmt: skip
+    batch_input = sent["file-2"]
+    assert b'name="purpose"\r\n\r\nbatch' in batch_input
+    body = batch_input.split(b"\r\n\r\n", 2)[2]
+    requests = [orjson.loads(line) for line in body.splitlines() if line.startswith(b"{")]
+    options = {"pages": "0-1", "table_format": "markdown", "skip_cross_page_merge": True}
+    assert requests == [
+        {"custom_id": "a", "method": "POST", "url": "/v1/ocr", "orig_path": f"{tmp_path}/in/a.pdf",
+         "body": {"document": {"type": "file", "file_id": "file-0"}, **options}},
+        {"custom_id": "sub/b", "method": "POST", "url": "/v1/ocr",
+         "orig_path": f"{tmp_path}/in/sub/b.pdf",
+         "body": {"document": {"type": "file", "file_id": "file-1"}, **options}},
+    ]  # fmt: skip
+    assert written(tmp_path) == ["out/a/a.md", "out/sub/b/b.md"]

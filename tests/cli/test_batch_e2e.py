@@ -247,3 +247,19 @@ def test_a_terminal_gets_upload_and_batch_bars(
     assert "uploading" in text and re.search(r"batch batch_\w+ completed", text), text
     assert "3/3" in text and "3 converted, 0 failed" in text
     assert files_under(tmp_path / "out") == sorted(EXPECTED.values())
+
+
+def test_pages_table_format_and_merge_options_reach_every_line(
+    gateway: Process, fake: FakeVLLMProcess, tmp_path: Path
+) -> None:
+    table = "<table><tr><th>Year</th><th>Revenue</th></tr><tr><td>2023</td><td>24</td></tr></table>"
+    corpus = Corpus(tmp_path / "in")
+    corpus.pdf("t.pdf", "Intro.", table, "Last page.")
+    corpus.feed(fake)
+    options = ("--pages", "1-2", "--table-format", "markdown", "--skip-cross-page-merge")
+    result = convert("in/t.pdf", "-o", "out", "--url", gateway.url, "--batch", "--poll-interval",
+                     "0.1", *options, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = (tmp_path / "out/t/t.md").read_text()
+    assert text == "| Year | Revenue |\n|---|---|\n| 2023 | 24 |\n\nLast page."
+    assert len(fake.requests()) == 2  # two pages, no merge calls
