@@ -17,7 +17,14 @@ import httpx
 import orjson
 from pydantic import BaseModel, ConfigDict, NonNegativeInt, StringConstraints, ValidationError
 
-from ocrflux.cli.client import GatewayError, _Busy, _describe, _first, _refusal, gateway_root
+from ocrflux.cli.client import (
+    Busy,
+    GatewayError,
+    describe_error,
+    first_problem,
+    gateway_root,
+    refusal_of,
+)
 
 OCR_ENDPOINT = "/v1/ocr"
 ENDED = frozenset({"completed", "failed", "expired", "cancelled"})
@@ -182,15 +189,15 @@ class BatchClient:
             async with self._http.stream("GET", url) as response:
                 if response.status_code != 200:
                     await response.aread()
-                    raise _refusal(response)
+                    raise refusal_of(response)
                 async for line in response.aiter_lines():
                     if line.strip():
                         yield parse_line(line)
-        except _Busy as busy:
+        except Busy as busy:
             raise GatewayError(busy.reason) from None
         except httpx.HTTPError as exc:
             raise GatewayError(
-                f"the download of {file_id} failed: {_describe(exc)}", fatal=True
+                f"the download of {file_id} failed: {describe_error(exc)}", fatal=True
             ) from None
 
     async def input_lines(self, file_id: str) -> AsyncIterator[dict[str, Any]]:
@@ -219,14 +226,14 @@ class BatchClient:
             except httpx.HTTPError as exc:
                 fatal = isinstance(exc, httpx.ConnectError)
                 raise GatewayError(
-                    f"connection to the gateway failed: {_describe(exc)}", fatal=fatal
+                    f"connection to the gateway failed: {describe_error(exc)}", fatal=fatal
                 ) from None
             if 200 <= response.status_code <= 299:
                 return response
-            refusal = _refusal(response)
+            refusal = refusal_of(response)
             if response.status_code in (401, 403, 404):
                 raise Refused(str(refusal))
-            if not isinstance(refusal, _Busy):
+            if not isinstance(refusal, Busy):
                 raise refusal
             attempt += 1
             if attempt > self.retries:
@@ -262,7 +269,7 @@ def _model(model: type[M], data: Any, what: str) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise GatewayError(f"the gateway's {what} is not valid: {_first(exc)}") from None
+        raise GatewayError(f"the gateway's {what} is not valid: {first_problem(exc)}") from None
 
 
 def _json(response: httpx.Response) -> Any:

@@ -23,7 +23,7 @@ from rich.progress import (
 from ocrflux.cli.batch_client import Batch
 from ocrflux.cli.inputs import Document
 from ocrflux.cli.printable import printable
-from ocrflux.cli.progress import _shown
+from ocrflux.cli.progress import shown
 
 PLAIN_INTERVAL = 2.0  # seconds between two lines of moving counts in plain output
 
@@ -126,18 +126,18 @@ class BarBatchReporter:
 
     def failed(self, document: Document, reason: str) -> None:
         self.bars.console.print(
-            f"[red]failed[/] {_shown(document.orig_path)}: {_shown(reason)}", highlight=False
+            f"[red]failed[/] {shown(document.orig_path)}: {shown(reason)}", highlight=False
         )
         if self._upload is not None:
             self.bars.update(self._upload, advance=1)
 
     def warn(self, text: str) -> None:
-        self.bars.console.print(f"[yellow]warning[/] {_shown(text)}", highlight=False)
+        self.bars.console.print(f"[yellow]warning[/] {shown(text)}", highlight=False)
 
     def waiting(self, batch: Batch) -> None:
         counts = batch.counts
         failed = f" ([red]{counts.failed} failed[/])" if counts.failed else ""
-        description = f"batch {_shown(batch.id)} {batch.status}{failed}"
+        description = f"batch {shown(batch.id)} {batch.status}{failed}"
         if self._batch is None:
             self.bars.start()
             self._batch = self.bars.add_task(description, total=counts.total or None, unit="docs")

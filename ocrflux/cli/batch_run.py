@@ -25,7 +25,7 @@ from rich.console import Console
 from ocrflux.cli.batch_client import OCR_ENDPOINT, Batch, BatchClient, OutputLine, Refused
 from ocrflux.cli.batch_names import CustomIdError, custom_id, document_for
 from ocrflux.cli.batch_progress import BatchReporter
-from ocrflux.cli.client import GatewayError, OCRClient, _answer, _error_text
+from ocrflux.cli.client import GatewayError, OCRClient, checked_answer, error_text
 from ocrflux.cli.convert import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -297,7 +297,7 @@ class BatchRun:
             self._fail(document, _line_error(line))
             return
         try:
-            answer = _answer(response.body)
+            answer = checked_answer(response.body)
         except GatewayError as exc:
             self._fail(document, exc.reason)
             return
@@ -327,7 +327,7 @@ def _line_error(line: OutputLine) -> str:
     """A failed line's reason in words: the endpoint's error and status, or the batch's."""
     response = line.response
     if response is not None:
-        return f"{_error_text(response.body)} (HTTP {response.status_code})"
+        return f"{error_text(response.body)} (HTTP {response.status_code})"
     if line.error is not None and (line.error.message or line.error.code):
         return line.error.message or str(line.error.code)
     return "the gateway gave no result for it"
