@@ -51,6 +51,10 @@ def _batch_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value
 
 
+def _optional_id(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    return None if value is None else _batch_id(ctx, param, value)
+
+
 def _say(console: Console, text: str) -> None:
     console.print(printable(text), markup=False, highlight=False, soft_wrap=True)
 
@@ -148,11 +152,12 @@ def wait(
 
 @batch.command(name="list")
 @click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True)
+@click.option("--after", callback=_optional_id, help="List the batches older than this one.")
 @url_option
 @key_option
-def list_(limit: int, url: str, api_key: str | None) -> None:
+def list_(limit: int, after: str | None, url: str, api_key: str | None) -> None:
     """The newest batches, one a row."""
-    page = _call(url, api_key, lambda client: client.list(limit))
+    page = _call(url, api_key, lambda client: client.list(limit, after))
     console = Console()
     if not page.data:
         _say(console, "no batches")
@@ -165,7 +170,7 @@ def list_(limit: int, url: str, api_key: str | None) -> None:
         table.add_row(*(Text(printable(cell)) for cell in cells))
     console.print(table)
     if page.has_more:
-        _say(console, f"(more: --limit {min(100, limit * 2)} shows more)")
+        _say(console, f"more: ocrflux batch list --after {page.data[-1].id}")
 
 
 @batch.command()

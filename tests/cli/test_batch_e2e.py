@@ -263,3 +263,40 @@ def test_pages_table_format_and_merge_options_reach_every_line(
     text = (tmp_path / "out/t/t.md").read_text()
     assert text == "| Year | Revenue |\n|---|---|\n| 2023 | 24 |\n\nLast page."
     assert len(fake.requests()) == 2  # two pages, no merge calls
+
+
+def test_a_gateway_with_keys_refuses_without_one_and_converts_with_the_env_key(
+    make_gateway: Any, fake: FakeVLLMProcess, corpus: Corpus, tmp_path: Path
+) -> None:
+    gateway = make_gateway(api_keys="s3cret", batch_poll_interval=0.05)
+    corpus.feed(fake)
+    args = ("in", "-o", "out", "--url", gateway.url, "--batch", "--poll-interval", "0.1")
+    refused = convert(*args, cwd=tmp_path)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "You didn't provide an API key" in refused.stdout and "OCRFLUX_API_KEY" in refused.stdout
+    assert "ocrflux batch wait" not in refused.stdout  # nothing was submitted
+    accepted = convert(*args, cwd=tmp_path, env=cli_env(OCRFLUX_API_KEY="s3cret"))
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    assert files_under(tmp_path / "out") == sorted(EXPECTED.values())
+    assert "s3cret" not in accepted.stdout + accepted.stderr + refused.stdout + refused.stderr
+    listed = ocrflux("batch", "list", "--url", gateway.url, cwd=tmp_path)
+    assert listed.returncode == 1 and "You didn't provide an API key" in listed.stderr
+
+
+def test_batch_list_pages_with_after(
+    gateway: Process, fake: FakeVLLMProcess, corpus: Corpus, tmp_path: Path
+) -> None:
+    corpus.feed(fake)
+    for n in range(2):
+        done = convert("in", "-o", f"out{n}", "--url", gateway.url, "--batch", "--poll-interval",
+                       "0.1", cwd=tmp_path)  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+    first = ocrflux("batch", "list", "--limit", "1", "--url", gateway.url, cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    more = re.search(r"more: ocrflux batch list --after (\S+)", first.stdout)
+    assert more is not None, first.stdout
+    second = ocrflux("batch", "list", "--limit", "1", "--after", more.group(1), "--url",
+                     gateway.url, cwd=tmp_path)  # fmt: skip
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert more.group(1) in first.stdout and more.group(1) not in second.stdout
+    assert re.search(r"batch_\w+", second.stdout), second.stdout
