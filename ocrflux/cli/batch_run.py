@@ -23,7 +23,7 @@ import orjson
 from rich.console import Console
 
 from ocrflux.cli.batch_client import OCR_ENDPOINT, Batch, BatchClient, OutputLine, Refused
-from ocrflux.cli.batch_names import CustomIdError, custom_id, document_for
+from ocrflux.cli.batch_names import CustomIdError, check_custom_id, custom_id, document_for
 from ocrflux.cli.batch_progress import BatchReporter
 from ocrflux.cli.client import GatewayError, OCRClient, checked_answer, error_text
 from ocrflux.cli.convert import (
@@ -176,6 +176,14 @@ class BatchRun:
                     document,
                     "its Markdown would be written outside the output folder "
                     f"(to {target.resolve()}); give the folder that holds it instead",
+                )
+                continue
+            problem = check_custom_id(custom_id(document))
+            if problem is not None:  # it could not be told apart on the way back
+                self._fail(
+                    document,
+                    f"its output folder '{custom_id(document)}' cannot be a batch's custom_id: "
+                    f"{problem} (convert it without --batch)",
                 )
                 continue
             try:

@@ -192,7 +192,7 @@ async def test_a_batch_missing_results_is_not_a_success(tmp_path: Path) -> None:
 async def test_submit_sends_one_line_per_uploaded_document_and_counts_a_refused_upload(
     tmp_path: Path,
 ) -> None:
-    for name in ("a.pdf", "sub/b.pdf", "big.pdf"):
+    for name in ("a.pdf", "sub/b.pdf", "big.pdf", "odd\\name.pdf"):
         (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "in" / name).write_bytes(b"%PDF-1.4 " + name.encode())
     sent: dict[str, bytes] = {}
@@ -225,10 +225,12 @@ async def test_submit_sends_one_line_per_uploaded_document_and_counts_a_refused_
     finally:
         await run.aclose()
     report = run.report
-    assert (report.total, len(report.converted), report.not_done) == (3, 2, 0)
-    assert [(d.path.name, why) for d, why in report.failed] == [
-        ("big.pdf", "upload refused: too large (HTTP 413)")
-    ]
+    assert (report.total, len(report.converted), report.not_done) == (4, 2, 0)
+    assert sorted((d.path.name, why) for d, why in report.failed) == [
+        ("big.pdf", "upload refused: too large (HTTP 413)"),
+        ("odd\\name.pdf", "its output folder 'odd\\name' cannot be a batch's custom_id: it "
+         "holds a NUL or a backslash (convert it without --batch)"),
+    ]  # fmt: skip
     assert created == [{"input_file_id": "file-2", "endpoint": "/v1/ocr",
                         "completion_window": "24h",
                         "metadata": {"created_by": "ocrflux convert --batch"}}]  # fmt: skip
