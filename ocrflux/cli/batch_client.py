@@ -120,8 +120,9 @@ class OutputLine(_Strict):
 class Refused(GatewayError):
     """The gateway answered, and asking again will not change its mind (401, 403, 404)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, status: int) -> None:
         super().__init__(reason, fatal=True)
+        self.status = status
 
 
 class BatchClient:
@@ -152,9 +153,21 @@ class BatchClient:
     async def upload(self, filename: str, data: bytes, purpose: str) -> str:
         """The id of the new file."""
         mime = mimetypes.guess_type(filename)[0] or "application/octet-stream"
-        response = await self._send(
-            "POST", "/v1/files", files={"file": (filename, data, mime)}, data={"purpose": purpose}
-        )
+        try:
+            response = await self._send(
+                "POST",
+                "/v1/files",
+                files={"file": (filename, data, mime)},
+                data={"purpose": purpose},
+            )
+        except Refused as exc:
+            if exc.status != 404:
+                raise
+            raise Refused(
+                f"the gateway at {self.base_url} has no Files API (POST /v1/files answered HTTP "
+                "404): it predates batch jobs; convert without --batch",
+                404,
+            ) from None
         return _model(FileObject, _json(response), "file").id
 
     async def create(self, input_file_id: str, metadata: dict[str, str]) -> Batch:
@@ -232,7 +245,7 @@ class BatchClient:
                 return response
             refusal = refusal_of(response)
             if response.status_code in (401, 403, 404):
-                raise Refused(str(refusal))
+                raise Refused(str(refusal), response.status_code)
             if not isinstance(refusal, Busy):
                 raise refusal
             attempt += 1

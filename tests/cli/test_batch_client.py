@@ -247,3 +247,20 @@ async def test_submit_sends_one_line_per_uploaded_document_and_counts_a_refused_
          "body": {"document": {"type": "file", "file_id": "file-1"}, **options}},
     ]  # fmt: skip
     assert written(tmp_path) == ["out/a/a.md", "out/sub/b/b.md"]
+
+
+async def test_a_gateway_without_the_files_api_is_named() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, json={"detail": "Not Found"})
+
+    client = BatchClient("http://gateway", transport=httpx.MockTransport(handler))
+    try:
+        with pytest.raises(GatewayError) as caught:
+            await client.upload("a.pdf", b"%PDF", "ocr")
+    finally:
+        await client.aclose()
+    assert caught.value.fatal
+    assert caught.value.reason == (
+        "the gateway at http://gateway has no Files API (POST /v1/files answered HTTP 404): "
+        "it predates batch jobs; convert without --batch"
+    )
