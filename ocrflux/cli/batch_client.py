@@ -170,6 +170,14 @@ class BatchClient:
             ) from None
         return _model(FileObject, _json(response), "file").id
 
+    async def delete(self, file_id: str) -> None:
+        """Delete a file; one already gone is no error."""
+        try:
+            await self._send("DELETE", f"/v1/files/{_id(file_id)}")
+        except Refused as exc:
+            if exc.status != 404:
+                raise
+
     async def create(self, input_file_id: str, metadata: dict[str, str]) -> Batch:
         body = {
             "input_file_id": input_file_id,

@@ -22,7 +22,14 @@ import httpx
 import orjson
 from rich.console import Console
 
-from ocrflux.cli.batch_client import OCR_ENDPOINT, Batch, BatchClient, OutputLine, Refused
+from ocrflux.cli.batch_client import (
+    OCR_ENDPOINT,
+    Batch,
+    BatchClient,
+    OutputLine,
+    Refused,
+    valid_id,
+)
 from ocrflux.cli.batch_names import CustomIdError, check_custom_id, custom_id, document_for
 from ocrflux.cli.batch_progress import BatchReporter
 from ocrflux.cli.client import GatewayError, OCRClient, checked_answer, error_text
@@ -40,14 +47,17 @@ from ocrflux.cli.report import Report, print_summary
 
 DEFAULT_URL = "http://localhost:8000"
 METADATA = {"created_by": "ocrflux convert --batch"}
+DISCARD_SECONDS = 15.0  # for deleting the uploads of a run interrupted before its batch existed
 MAX_POLL_FAILURES = 10  # polls in a row that may fail (a gateway restarting) before giving up
 
 
 @dataclass
 class _Known:
-    """What a run knows of a batch's lines: each custom_id's document."""
+    """What a run knows of a batch's lines: each custom_id's document, and the files the
+    lines name (the uploaded documents, deleted once the batch has ended)."""
 
     documents: dict[str, Document]
+    file_ids: list[str]
 
 
 class BatchRun:
@@ -68,6 +78,7 @@ class BatchRun:
         self.batch_id: str | None = None
         self.collected = False
         self.unusable: list[str] = []  # result lines that name no document or are no result
+        self.uploads: list[str] = []  # files of a batch not created yet (deleted if it is not)
         self._client = BatchClient(
             config.url, config.api_key, timeout=config.timeout, transport=transport
         )
@@ -108,15 +119,18 @@ class BatchRun:
             if not uploaded or self.report.stopped:
                 return
             lines = b"".join(self._line(document, file_id) for document, file_id in uploaded)
-            input_id = await self._client.upload("ocrflux-convert.jsonl", lines, "batch")
-            batch = await self._client.create(input_id, METADATA)
+            self.uploads.append(await self._client.upload("ocrflux-convert.jsonl", lines, "batch"))
+            batch = await self._client.create(self.uploads[-1], METADATA)
         except GatewayError as exc:
             self.report.stopped = exc.reason
+            await self.discard(self.uploads)
             return
         finally:
             self.reporter.end()
         self.batch_id = batch.id
-        await self._wait(batch, _Known({custom_id(d): d for d, _ in uploaded}))
+        self.uploads = []
+        known = _Known({custom_id(d): d for d, _ in uploaded}, [f for _, f in uploaded])
+        await self._wait(batch, known)
 
     async def wait(self, batch_id: str) -> None:
         """Pick up a batch by id: wait for it, then write its results."""
@@ -201,25 +215,63 @@ class BatchRun:
             finally:
                 del data
             uploaded.append((document, file_id))
+            self.uploads.append(file_id)
             self.reporter.uploaded(document)
 
     async def _known(self, batch: Batch) -> _Known:
-        """A picked-up batch's documents, from its input file (its lines' custom_ids and the
-        inputs' names); an input file that cannot be read leaves only the custom_ids."""
-        known: dict[str, Document] = {}
+        """A picked-up batch's documents, from its input file (its lines' custom_ids, the
+        inputs' names and the files they name); an input file that cannot be read leaves only
+        the custom_ids of the results."""
+        known = _Known({}, [])
         if batch.input_file_id is None:
-            return _Known(known)
+            return known
         async for line in self._client.input_lines(batch.input_file_id):
+            file_id = _file_id(line.get("body"))
+            if file_id is not None:
+                known.file_ids.append(file_id)
             value, orig = line.get("custom_id"), line.get("orig_path")
-            if not isinstance(value, str) or value in known:
+            if not isinstance(value, str) or value in known.documents:
                 continue
             try:
-                known[value] = document_for(
+                known.documents[value] = document_for(
                     value, self.config.outdir, orig if isinstance(orig, str) else None
                 )
             except CustomIdError:
                 continue  # reported when its result comes
-        return _Known(known)
+        return known
+
+    async def discard_after_interrupt(self) -> None:
+        """`discard` the uploads of a batch never created, on a new connection pool (the
+        interrupted run's is closed), within a few seconds."""
+        self._client = BatchClient(
+            self.config.url, self.config.api_key, timeout=10.0, transport=self.transport
+        )
+        try:
+            async with asyncio.timeout(DISCARD_SECONDS):
+                await self.discard(self.uploads)
+        except TimeoutError:
+            self.reporter.warn("the uploaded files were not all deleted in time")
+        finally:
+            await self._client.aclose()
+
+    async def discard(self, file_ids: list[str]) -> None:
+        """Delete files this run no longer needs (a failure to is a warning, not an error)."""
+        queue = iter(list(file_ids))
+        problems: list[str] = []
+
+        async def work() -> None:
+            for file_id in queue:
+                try:
+                    await self._client.delete(file_id)
+                except GatewayError as exc:
+                    problems.append(exc.reason)
+
+        await asyncio.gather(*(work() for _ in range(min(self.config.concurrency, 8))))
+        if problems:
+            self.reporter.warn(
+                f"{len(problems)} uploaded file(s) could not be deleted (the gateway's retention "
+                f"will): {problems[0]}"
+            )
 
     async def _wait(self, batch: Batch, known: _Known) -> None:
         failures = 0
@@ -266,6 +318,7 @@ class BatchRun:
                         continue
                     self._result(line, known, seen, jsonl)
             self.collected = True
+            await self.discard(known.file_ids)
             missing = [value for value in known.documents if value not in seen]
             if missing and self.report.stopped is None:
                 count = len(missing)
@@ -331,6 +384,13 @@ class BatchRun:
         self.reporter.failed(document, reason)
 
 
+def _file_id(body: object) -> str | None:
+    """The `file_id` a `/v1/ocr` line's body names, when it looks like one."""
+    document = body.get("document") if isinstance(body, dict) else None
+    file_id = document.get("file_id") if isinstance(document, dict) else None
+    return file_id if isinstance(file_id, str) and valid_id(file_id) else None
+
+
 def _line_error(line: OutputLine) -> str:
     """A failed line's reason in words: the endpoint's error and status, or the batch's."""
     response = line.response
@@ -348,11 +408,12 @@ def run_batch(
     documents: list[Document] | None = None,
     batch_id: str | None = None,
     out: Console,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> int:
     """Submit `documents` as a batch (or pick up `batch_id`), wait, write the results, print
     the summary on `out`, and return the exit status (the resume command when it stopped
     before the results were written)."""
-    run = BatchRun(config, reporter)
+    run = BatchRun(config, reporter, transport=transport)
 
     async def main() -> None:
         task = asyncio.current_task()
@@ -378,6 +439,10 @@ def run_batch(
             run.report.stopped = (
                 "interrupted before the batch was submitted" if documents else "interrupted"
             )
+            if run.uploads:
+                with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: leave them
+                    asyncio.run(run.discard_after_interrupt())
+                    run.report.stopped += "; its uploaded files were deleted"
         else:
             run.report.stopped = "interrupted; the batch goes on running on the gateway"
     report = run.report

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from ocrflux.cli.batch_client import BatchClient
 from ocrflux.cli.batch_progress import LineBatchReporter
-from ocrflux.cli.batch_run import BatchRun
+from ocrflux.cli.batch_run import BatchRun, run_batch
 from ocrflux.cli.client import GatewayError, OCROptions
 from ocrflux.cli.convert import ConvertConfig
 from ocrflux.cli.inputs import find_documents
@@ -264,3 +264,87 @@ async def test_a_gateway_without_the_files_api_is_named() -> None:
         "the gateway at http://gateway has no Files API (POST /v1/files answered HTTP 404): "
         "it predates batch jobs; convert without --batch"
     )
+
+
+def recording_gateway(create: httpx.Response, deleted: list[str]) -> Handler:
+    """Uploads answer file-0, file-1, ...; the batch is `create`; DELETEs are recorded."""
+    count = iter(range(100))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method == "DELETE":
+            deleted.append(path.removeprefix("/v1/files/"))
+            return httpx.Response(200, json={"id": deleted[-1], "deleted": True})
+        if path == "/health":
+            return httpx.Response(200, json={"status": "ok"})
+        if path == "/v1/files":
+            return httpx.Response(200, json={"id": f"file-{next(count)}"})
+        if path == "/v1/batches":
+            return create
+        if path == "/v1/files/file-out/content":
+            return httpx.Response(200, content=lines(result("a"), result("b")))
+        return gateway(BATCH)(request)
+
+    return handler
+
+
+async def submit(tmp_path: Path, handler: Handler) -> BatchRun:
+    for name in ("a.pdf", "b.pdf"):
+        (tmp_path / "in").mkdir(exist_ok=True)
+        (tmp_path / "in" / name).write_bytes(b"%PDF")
+    config = ConvertConfig(url="http://gateway", outdir=tmp_path / "out", poll_interval=0.01)
+    run = BatchRun(config, LineBatchReporter(Console(file=PROGRESS)),
+                   transport=httpx.MockTransport(handler))  # fmt: skip
+    try:
+        await run.submit(find_documents([str(tmp_path / "in")]))
+    finally:
+        await run.aclose()
+    return run
+
+
+async def test_a_batch_that_ends_deletes_the_documents_it_uploaded(tmp_path: Path) -> None:
+    deleted: list[str] = []
+    created = httpx.Response(200, json={**BATCH, "status": "validating"})
+    run = await submit(tmp_path, recording_gateway(created, deleted))
+    assert run.report.ok and len(run.report.converted) == 2
+    # The documents go; the input and output files stay (batch wait can write them again).
+    assert sorted(deleted) == ["file-0", "file-1"]
+
+
+async def test_a_batch_never_created_leaves_no_uploads_behind(tmp_path: Path) -> None:
+    deleted: list[str] = []
+    refused = httpx.Response(429, json={"error": {"message": "too many batches running"}},
+                             headers={"retry-after": "0"})  # fmt: skip
+    run = await submit(tmp_path, recording_gateway(refused, deleted))
+    assert run.report.stopped == "too many batches running (HTTP 429)" and run.batch_id is None
+    assert sorted(deleted) == ["file-0", "file-1", "file-2"]  # the documents and the lines
+
+
+def test_ctrl_c_before_the_batch_exists_deletes_the_uploads(tmp_path: Path) -> None:
+    deleted: list[str] = []
+    others = recording_gateway(httpx.Response(500), deleted)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/batches":
+            raise KeyboardInterrupt  # Ctrl-C while the batch is being created
+        return others(request)
+
+    for name in ("a.pdf", "b.pdf"):
+        (tmp_path / "in").mkdir(exist_ok=True)
+        (tmp_path / "in" / name).write_bytes(b"%PDF")
+    config = ConvertConfig(url="http://gateway", outdir=tmp_path / "out")
+    out = io.StringIO()
+    status = run_batch(
+        config,
+        LineBatchReporter(Console(file=PROGRESS)),
+        documents=find_documents([str(tmp_path / "in")]),
+        out=Console(file=out, width=200),
+        transport=httpx.MockTransport(handler),
+    )
+    assert status == 130
+    assert sorted(set(deleted)) == ["file-0", "file-1", "file-2"]
+    assert (
+        "stopped: interrupted before the batch was submitted; its uploaded files were "
+        "deleted" in out.getvalue()
+    )
+    assert "ocrflux batch wait" not in out.getvalue()

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -82,6 +83,9 @@ def test_a_batch_writes_what_the_synchronous_convert_writes(
     assert "ocrflux batch wait" not in batch.stdout  # nothing to resume
     assert "uploading 3 documents" in batch.stderr
     assert re.search(r"batch batch_\w+: completed, 3/3 done", batch.stderr), batch.stderr
+    # The uploaded documents are deleted once the batch has ended; its lines and results stay.
+    files = httpx.get(f"{gateway.url}/v1/files", timeout=10).json()["data"]
+    assert sorted(f["purpose"] for f in files) == ["batch", "batch_output"]
 
     # Done documents are skipped, as by the synchronous convert.
     fake.reset()
