@@ -1,25 +1,31 @@
-"""`ocrflux batch wait|list|status|cancel`: the gateway's batches seen from the command line."""
+"""`ocrflux batch wait|list|status|cancel` and the run behind `convert --batch`: the gateway's
+batches seen from the command line."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import httpx
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from ocrflux.cli.batch_client import Batch, BatchClient, valid_id
-from ocrflux.cli.batch_progress import make_batch_reporter
-from ocrflux.cli.batch_run import DEFAULT_URL, run_batch
+from ocrflux.cli.batch_progress import BatchReporter, make_batch_reporter
+from ocrflux.cli.batch_run import DEFAULT_URL, BatchRun
 from ocrflux.cli.client import GatewayError
-from ocrflux.cli.convert import ConvertConfig
+from ocrflux.cli.convert import EXIT_FAILED, EXIT_INTERRUPTED, ConvertConfig
+from ocrflux.cli.inputs import Document
 from ocrflux.cli.printable import printable
+from ocrflux.cli.report import print_summary
 
 T = TypeVar("T")
 EXIT_GATEWAY = 1
@@ -105,6 +111,65 @@ def print_batch(batch: Batch, console: Console) -> None:
         rows.append(("error", f"{where}{error.message or error.code or ''}"))
     for key, value in rows:
         _say(console, f"{key}: {value}")
+
+
+def run_batch(
+    config: ConvertConfig,
+    reporter: BatchReporter,
+    *,
+    documents: list[Document] | None = None,
+    batch_id: str | None = None,
+    out: Console,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> int:
+    """Submit `documents` as a batch (or pick up `batch_id`), wait, write the results, print
+    the summary on `out`, and return the exit status (the resume command when it stopped
+    before the results were written)."""
+    run = BatchRun(config, reporter, transport=transport)
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            if documents is not None:
+                await run.submit(documents)
+            else:
+                assert batch_id is not None
+                await run.wait(batch_id)
+        finally:
+            reporter.end()
+            await run.aclose()
+
+    status = 0
+    try:
+        asyncio.run(main())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        status = EXIT_INTERRUPTED
+        if run.batch_id is None:
+            run.report.stopped = (
+                "interrupted before the batch was submitted" if documents else "interrupted"
+            )
+            if run.uploads:
+                with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: leave them
+                    asyncio.run(run.discard_after_interrupt())
+                    run.report.stopped += "; its uploaded files were deleted"
+        else:
+            run.report.stopped = "interrupted; the batch goes on running on the gateway"
+    report = run.report
+    print_summary(report, out)
+    if run.batch_id is not None and not run.collected:
+        out.print(
+            f"to wait for batch {printable(run.batch_id)} and write its results, run: "
+            f"{run.resume_command()}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    if status == 0 and not report.ok:
+        status = EXIT_FAILED
+    return status
 
 
 @click.group()

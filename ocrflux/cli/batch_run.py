@@ -11,16 +11,13 @@ one command that picks it up again is printed: the results' places travel in the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shlex
-import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import orjson
-from rich.console import Console
 
 from ocrflux.cli.batch_client import (
     OCR_ENDPOINT,
@@ -33,17 +30,11 @@ from ocrflux.cli.batch_client import (
 from ocrflux.cli.batch_names import CustomIdError, check_custom_id, custom_id, document_for
 from ocrflux.cli.batch_progress import BatchReporter
 from ocrflux.cli.client import GatewayError, OCRClient, checked_answer, error_text
-from ocrflux.cli.convert import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    ConvertConfig,
-    converted_before,
-    outside,
-)
+from ocrflux.cli.convert import ConvertConfig, converted_before, outside
 from ocrflux.cli.inputs import Document
 from ocrflux.cli.outputs import JsonlFile, jsonl_record, write_atomic
 from ocrflux.cli.printable import printable
-from ocrflux.cli.report import Report, print_summary
+from ocrflux.cli.report import Report
 
 DEFAULT_URL = "http://localhost:8000"
 METADATA = {"created_by": "ocrflux convert --batch"}
@@ -399,62 +390,3 @@ def _line_error(line: OutputLine) -> str:
     if line.error is not None and (line.error.message or line.error.code):
         return line.error.message or str(line.error.code)
     return "the gateway gave no result for it"
-
-
-def run_batch(
-    config: ConvertConfig,
-    reporter: BatchReporter,
-    *,
-    documents: list[Document] | None = None,
-    batch_id: str | None = None,
-    out: Console,
-    transport: httpx.AsyncBaseTransport | None = None,
-) -> int:
-    """Submit `documents` as a batch (or pick up `batch_id`), wait, write the results, print
-    the summary on `out`, and return the exit status (the resume command when it stopped
-    before the results were written)."""
-    run = BatchRun(config, reporter, transport=transport)
-
-    async def main() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        try:
-            if documents is not None:
-                await run.submit(documents)
-            else:
-                assert batch_id is not None
-                await run.wait(batch_id)
-        finally:
-            reporter.end()
-            await run.aclose()
-
-    status = 0
-    try:
-        asyncio.run(main())
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        status = EXIT_INTERRUPTED
-        if run.batch_id is None:
-            run.report.stopped = (
-                "interrupted before the batch was submitted" if documents else "interrupted"
-            )
-            if run.uploads:
-                with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: leave them
-                    asyncio.run(run.discard_after_interrupt())
-                    run.report.stopped += "; its uploaded files were deleted"
-        else:
-            run.report.stopped = "interrupted; the batch goes on running on the gateway"
-    report = run.report
-    print_summary(report, out)
-    if run.batch_id is not None and not run.collected:
-        out.print(
-            f"to wait for batch {printable(run.batch_id)} and write its results, run: "
-            f"{run.resume_command()}",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
-    if status == 0 and not report.ok:
-        status = EXIT_FAILED
-    return status

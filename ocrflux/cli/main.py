@@ -8,9 +8,8 @@ import click
 from rich.console import Console
 
 from ocrflux import __version__
-from ocrflux.cli.batch_commands import batch, poll_option
+from ocrflux.cli.batch_commands import batch, poll_option, run_batch
 from ocrflux.cli.batch_progress import make_batch_reporter
-from ocrflux.cli.batch_run import run_batch
 from ocrflux.cli.client import OCROptions
 from ocrflux.cli.convert import ConvertConfig, convert_documents
 from ocrflux.cli.inputs import InputError, find_documents

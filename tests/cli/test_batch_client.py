@@ -14,8 +14,9 @@ import pytest
 from rich.console import Console
 
 from ocrflux.cli.batch_client import BatchClient
+from ocrflux.cli.batch_commands import run_batch
 from ocrflux.cli.batch_progress import LineBatchReporter
-from ocrflux.cli.batch_run import BatchRun, run_batch
+from ocrflux.cli.batch_run import BatchRun
 from ocrflux.cli.client import GatewayError, OCROptions
 from ocrflux.cli.convert import ConvertConfig
 from ocrflux.cli.inputs import find_documents
