@@ -128,7 +128,7 @@ class BarBatchReporter:
         self.bars.console.print(
             f"[red]failed[/] {shown(document.orig_path)}: {shown(reason)}", highlight=False
         )
-        if self._upload is not None:
+        if self._upload is not None and self._batch is None:  # an upload's failure
             self.bars.update(self._upload, advance=1)
 
     def warn(self, text: str) -> None:
