@@ -119,7 +119,7 @@ class OCRClient:
             response = await self._http.get("/health", timeout=10.0)
         except httpx.HTTPError as exc:
             raise GatewayError(
-                f"cannot reach the gateway at {self.base_url}: {_describe(exc)}", fatal=True
+                f"cannot reach the gateway at {self.base_url}: {describe_error(exc)}", fatal=True
             ) from None
         if response.status_code == 404:  # something answers there, but not this gateway
             raise GatewayError(
@@ -137,7 +137,7 @@ class OCRClient:
         while True:
             try:
                 return await self._convert_once(filename, data, options, on_progress)
-            except _Busy as busy:
+            except Busy as busy:
                 attempt += 1
                 if attempt > self.retries:
                     raise GatewayError(busy.reason) from None
@@ -158,10 +158,10 @@ class OCRClient:
                 response = source.response
                 if response.status_code != 200:
                     await response.aread()
-                    raise _refusal(response)
+                    raise refusal_of(response)
                 if not response.headers.get("content-type", "").startswith("text/event-stream"):
                     await response.aread()  # a gateway that answered without streaming
-                    return _answer(_json(response))
+                    return checked_answer(_json(response))
                 async for event in source.aiter_sse():
                     data_ = orjson.loads(event.data) if event.data else {}
                     if event.event == "page":
@@ -169,12 +169,12 @@ class OCRClient:
                     elif event.event == "merge":
                         on_progress(None)
                     elif event.event == "result":
-                        return _answer(data_)
+                        return checked_answer(data_)
                     elif event.event == "error":
-                        raise GatewayError(_error_text(data_))
+                        raise GatewayError(error_text(data_))
         except httpx.HTTPError as exc:
             fatal = isinstance(exc, httpx.ConnectError)
-            reason = f"connection to the gateway failed: {_describe(exc)}"
+            reason = f"connection to the gateway failed: {describe_error(exc)}"
             raise GatewayError(reason, fatal=fatal) from None
         except orjson.JSONDecodeError:
             raise GatewayError("the gateway sent an event that is not JSON") from None
@@ -186,7 +186,9 @@ def gateway_root(url: str) -> str:
     return url.rstrip("/").removesuffix("/v1")
 
 
-class _Busy(Exception):
+class Busy(Exception):
+    """A 429 or 503: worth another try, after `wait` seconds when the gateway said."""
+
     def __init__(self, reason: str, wait: float | None) -> None:
         self.reason = reason
         self.wait = wait
@@ -197,24 +199,24 @@ def _page(data: Any) -> PageProgress:
         page = _PageEvent.model_validate(data)
     except ValidationError as exc:
         raise GatewayError(
-            f"the gateway sent a page event that is not valid: {_first(exc)}"
+            f"the gateway sent a page event that is not valid: {first_problem(exc)}"
         ) from None
     return PageProgress(page.index, page.done, page.total, page.fallback)
 
 
-def _answer(data: Any) -> dict[str, Any]:
+def checked_answer(data: Any) -> dict[str, Any]:
     """The answer as sent (its other fields go to the JSONL as they are), once every field
     the CLI reads is checked."""
     try:
         _Answer.model_validate(data)
     except ValidationError as exc:
-        raise GatewayError(f"the gateway's answer is not valid: {_first(exc)}") from None
+        raise GatewayError(f"the gateway's answer is not valid: {first_problem(exc)}") from None
     assert isinstance(data, dict)
     data.pop("type", None)
     return data
 
 
-def _first(exc: ValidationError) -> str:
+def first_problem(exc: ValidationError) -> str:
     """The first problem pydantic found, as `field: what is wrong`."""
     error = exc.errors()[0]
     where = ".".join(str(part) for part in error["loc"])
@@ -231,22 +233,22 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
-def _refusal(response: httpx.Response) -> Exception:
+def refusal_of(response: httpx.Response) -> Exception:
     """The gateway's OpenAI-shaped error (or whatever a proxy sent instead) in words."""
     status = response.status_code
     try:
-        text = _error_text(orjson.loads(response.content))
+        text = error_text(orjson.loads(response.content))
     except (orjson.JSONDecodeError, AttributeError, TypeError):
         text = response.text.strip()[:200] or response.reason_phrase
     reason = f"{text} (HTTP {status})"
     if status in RETRY_STATUSES:
-        return _Busy(reason, _retry_after(response))
+        return Busy(reason, _retry_after(response))
     if status == 401:
         return GatewayError(f"{reason}; pass --api-key or set OCRFLUX_API_KEY", fatal=True)
     return GatewayError(reason)
 
 
-def _error_text(body: Any) -> str:
+def error_text(body: Any) -> str:
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict) and error.get("message"):
         return str(error["message"])
@@ -261,5 +263,5 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def _describe(exc: httpx.HTTPError) -> str:
+def describe_error(exc: httpx.HTTPError) -> str:
     return str(exc) or type(exc).__name__

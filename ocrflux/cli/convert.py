@@ -40,6 +40,7 @@ class ConvertConfig:
     force: bool = False
     timeout: float = 3600.0
     options: OCROptions = field(default_factory=OCROptions)
+    poll_interval: float = 2.0  # --batch: seconds between two looks at the batch
 
 
 class Conversion:
@@ -60,15 +61,11 @@ class Conversion:
         self.report = Report()
         self.jsonl = JsonlFile(config.jsonl) if config.jsonl else None
 
-    def converted_before(self, document: Document) -> bool:
-        target = document.markdown_path(self.config.outdir)
-        if _outside(target, self.config.outdir) or not target.exists():
-            return False
-        return self.jsonl is None or self.jsonl.has(document.orig_path)
-
     async def run(self) -> None:
         config = self.config
-        todo = [d for d in self.documents if config.force or not self.converted_before(d)]
+        todo = [
+            d for d in self.documents if config.force or not converted_before(d, config, self.jsonl)
+        ]
         self.report.total = len(todo)
         chosen = set(todo)
         self.report.skipped = [d for d in self.documents if d not in chosen]
@@ -102,7 +99,7 @@ class Conversion:
     async def _convert(self, client: OCRClient, document: Document) -> None:
         self.reporter.started(document)
         target = document.markdown_path(self.config.outdir)
-        if _outside(target, self.config.outdir):
+        if outside(target, self.config.outdir):
             # A glob through `..`, or a link in OUTDIR: nothing is sent, nothing written.
             self._fail(
                 document,
@@ -148,7 +145,15 @@ class Conversion:
         self.reporter.failed(document, reason)
 
 
-def _outside(path: Path, outdir: Path) -> bool:
+def converted_before(document: Document, config: ConvertConfig, jsonl: JsonlFile | None) -> bool:
+    """Its Markdown is there (and its JSONL line, when the run writes a JSONL)."""
+    target = document.markdown_path(config.outdir)
+    if outside(target, config.outdir) or not target.exists():
+        return False
+    return jsonl is None or jsonl.has(document.orig_path)
+
+
+def outside(path: Path, outdir: Path) -> bool:
     """True when `path`, resolved (`..` and links followed), is not below `outdir`."""
     return not path.resolve().is_relative_to(outdir.resolve())
 

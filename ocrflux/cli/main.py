@@ -1,4 +1,4 @@
-"""The `ocrflux` console script: a group of `serve` and `convert`."""
+"""The `ocrflux` console script: a group of `serve`, `convert` and `batch`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import click
 from rich.console import Console
 
 from ocrflux import __version__
+from ocrflux.cli.batch_commands import batch, poll_option, run_batch
+from ocrflux.cli.batch_progress import make_batch_reporter
 from ocrflux.cli.client import OCROptions
 from ocrflux.cli.convert import ConvertConfig, convert_documents
 from ocrflux.cli.inputs import InputError, find_documents
@@ -23,6 +25,7 @@ def cli() -> None:
 
 
 cli.add_command(serve_command())
+cli.add_command(batch)
 
 
 def _check_pages(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -94,6 +97,14 @@ def _check_pages(ctx: click.Context, param: click.Parameter, value: str | None) 
     show_default=True,
     help="Seconds to wait for the gateway's next answer on one document.",
 )
+@click.option(
+    "--batch",
+    "as_batch",
+    is_flag=True,
+    help="Submit the documents as one batch on the gateway: it goes on if this command stops "
+    "(Ctrl-C prints the `ocrflux batch wait` command that picks it up).",
+)
+@poll_option
 def convert(
     paths: tuple[str, ...],
     outdir: Path,
@@ -106,6 +117,8 @@ def convert(
     jsonl: Path | None,
     force: bool,
     timeout: float,
+    as_batch: bool,
+    poll_interval: float,
 ) -> None:
     """Convert PDFs and images (files, folders searched recursively, globs) with a running
     gateway, writing one Markdown file per document.
@@ -125,7 +138,11 @@ def convert(
         force=force,
         timeout=timeout,
         options=OCROptions(pages, table_format, skip_cross_page_merge),
+        poll_interval=poll_interval,
     )
+    if as_batch:
+        reporter = make_batch_reporter(Console(stderr=True))
+        raise SystemExit(run_batch(config, reporter, documents=documents, out=Console()))
     status = convert_documents(documents, config, out=Console(), err=Console(stderr=True))
     raise SystemExit(status)
 

@@ -136,7 +136,7 @@ class BarReporter:
 
     def started(self, document: Document) -> None:
         self._tasks[document] = self.bars.add_task(
-            f"  {_shown(_short(document.orig_path))}", total=None, unit="pages"
+            f"  {shown(_short(document.orig_path))}", total=None, unit="pages"
         )
 
     def progress(self, document: Document, page: PageProgress | None) -> None:
@@ -144,7 +144,7 @@ class BarReporter:
         if task is None:
             return
         if page is None:
-            name = _shown(_short(document.orig_path))
+            name = shown(_short(document.orig_path))
             self.bars.update(task, description=f"  {name} [dim](merging)[/]")
         else:
             self.bars.update(task, total=page.total, completed=page.done)
@@ -162,7 +162,7 @@ class BarReporter:
         self._stop(document)
         self.failures += 1
         self.bars.console.print(
-            f"[red]failed[/] {_shown(document.orig_path)}: {_shown(reason)}", highlight=False
+            f"[red]failed[/] {shown(document.orig_path)}: {shown(reason)}", highlight=False
         )
         self._advance_run()
 
@@ -172,7 +172,7 @@ class BarReporter:
         self.bars.stop()
 
 
-def _shown(text: str) -> str:
+def shown(text: str) -> str:
     """Outside text in a rich markup string: control characters and markup escaped."""
     return escape(printable(text))
 

@@ -17,7 +17,7 @@ from PIL import Image
 
 from ocrflux.intake.images import toolkit_size
 from tests.documents.pdfs import Page, corrupt_pdf, distinct_sizes, make_pdf, page_json
-from tests.support import FakeVLLMProcess
+from tests.support import ROOT, FakeVLLMProcess
 
 
 class Corpus:
@@ -74,7 +74,9 @@ def cli_env(**extra: str) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("OCRFLUX_", "FORCE_COLOR", "NO_COLOR", "TTY_", "COLUMNS"))
     }
-    env.update({"COLUMNS": "200", **extra})
+    # The checkout under test, also from a temporary cwd (the venv may hold another one).
+    path = env.get("PYTHONPATH")
+    env.update({"COLUMNS": "200", "PYTHONPATH": f"{ROOT}:{path}" if path else str(ROOT), **extra})
     return env
 
 
