@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy.exc import OperationalError
 
-from ocrflux.jobs.store import database_url
+from ocrflux.jobs.store import connect, database_url
 from ocrflux.settings import Settings
 from tests.deploy_support import (
     ROOT,
@@ -18,6 +19,7 @@ from tests.deploy_support import (
     interpolate,
     referenced_variables,
 )
+from tests.postgres import postgres_server
 from tests.test_compose import (
     DOCKERFILE_TEXT,
     ENV_EXAMPLE,
@@ -142,3 +144,28 @@ def test_the_readme_gives_the_fleet_recipe_this_file_runs() -> None:
     assert "docker compose -f docker-compose.fleet.yml up -d" in readme
     assert "docker compose -f docker-compose.fleet.yml up -d" in FLEET_TEXT
     assert "POSTGRES_PASSWORD" in readme
+
+
+async def test_the_gateway_reaches_a_password_protected_database_with_pgpassword(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The gateways' JOBS_DATABASE_URL has no password: libpq takes PGPASSWORD (any
+    characters) for it. Against a real server that asks for one."""
+    password = "s3cr@t/:x %"
+    configured = fleet()["services"]["api-0"]["environment"]["JOBS_DATABASE_URL"]
+    with postgres_server(password=password) as server:
+        address = server.split("@", 1)[1].split("/", 1)[0]  # 127.0.0.1:PORT
+        url = configured.replace("ocrflux@postgres:5432/ocrflux", f"postgres@{address}/postgres")
+        assert url == f"postgresql://postgres@{address}/postgres"
+        for given, works in ((password, True), ("wrong", False), (None, False)):
+            if given is None:
+                monkeypatch.delenv("PGPASSWORD", raising=False)
+            else:
+                monkeypatch.setenv("PGPASSWORD", given)
+            try:
+                engine = await connect(database_url(url, ""))  # migrates: a real session
+            except OperationalError:
+                assert not works, "refused with the right password"
+            else:
+                await engine.dispose()
+                assert works, f"connected with PGPASSWORD={given!r}"
