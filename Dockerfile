@@ -41,11 +41,18 @@ ENV PATH="/opt/venv/bin:$PATH" \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     API_HOST=0.0.0.0 \
-    API_PORT=8000
+    API_PORT=8000 \
+    DATA_DIR=/data
 
 RUN groupadd --system --gid 10001 ocrflux \
     && useradd --system --uid 10001 --gid ocrflux --no-create-home \
-        --home-dir /nonexistent --shell /usr/sbin/nologin ocrflux
+        --home-dir /nonexistent --shell /usr/sbin/nologin ocrflux \
+    && mkdir /data && chown 10001:10001 /data
+
+# Batch jobs: the SQLite database and the files (uploads, outputs). A volume, so they outlive
+# the container; in a fleet, one every gateway mounts (docker-compose.fleet.yml). A new named
+# volume starts as a copy of this directory, owned by the gateway's user.
+VOLUME ["/data"]
 
 COPY --from=builder /opt/venv /opt/venv
 

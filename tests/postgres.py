@@ -34,8 +34,10 @@ def _as_owner(argv: list[str]) -> list[str]:
 
 
 @contextmanager
-def postgres_server() -> Iterator[str]:
-    """A running server; yields its URL (`postgresql://postgres@127.0.0.1:PORT/postgres`)."""
+def postgres_server(password: str | None = None) -> Iterator[str]:
+    """A running server; yields its URL (`postgresql://postgres@127.0.0.1:PORT/postgres`).
+
+    With `password`, the server asks for it (scram-sha-256) instead of trusting loopback."""
     initdb, pg_ctl = binary("initdb"), binary("pg_ctl")
     if initdb is None or pg_ctl is None:
         raise RuntimeError("PostgreSQL is not installed: apt-get install postgresql (.ci/run does)")
@@ -46,8 +48,15 @@ def postgres_server() -> Iterator[str]:
         shutil.chown(root, "postgres")
         shutil.chown(sockets, "postgres")
     port = free_port()
+    auth = ["--auth=trust"]
+    if password is not None:
+        secret = root / "password"
+        secret.write_text(password + "\n")
+        if os.geteuid() == 0:
+            shutil.chown(secret, "postgres")
+        auth = ["--auth=scram-sha-256", f"--pwfile={secret}"]
     subprocess.run(
-        _as_owner([initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]),
+        _as_owner([initdb, "-D", str(data), "-U", "postgres", *auth, "-E", "UTF8"]),
         check=True,
         capture_output=True,
     )
