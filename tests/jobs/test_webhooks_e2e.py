@@ -1,0 +1,197 @@
+"""Webhooks end to end: a batch's end POSTed to a receiver on loopback, verified by the openai
+SDK; retries, refusals, and restarts that neither lose nor repeat an event."""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.jobs.batch_support import (
+    CHAT,
+    client,
+    finish,
+    jobs_database,
+    requests,
+    sql,
+    submit,
+    wait,
+)
+from tests.jobs.test_webhooks import SECRET
+from tests.jobs.webhook_receiver import Receiver
+from tests.support import FakeVLLMProcess, Process, free_port, gateway_env, start_gateway
+
+BODIES = [{"model": "m", "messages": [{"role": "user", "content": f"line {n}"}]} for n in range(3)]
+RETRY = 0.3  # WEBHOOK_RETRY_SECONDS: the first retry's wait, doubled each retry
+
+
+def webhook_env(fake: FakeVLLMProcess, receiver: Receiver, **settings: Any) -> dict[str, str]:
+    values: dict[str, Any] = {
+        "prompt_mode": "passthrough",
+        "batch_poll_interval": 0.1,
+        "webhook_url": receiver.url,
+        "webhook_secret": SECRET,
+        "webhook_allowed_hosts": "127.0.0.1",
+        "webhook_retry_seconds": RETRY,
+        "webhook_timeout": 0.5,
+        "webhook_max_attempts": 4,
+    }
+    values.update(settings)
+    return gateway_env(fake.port, **values)
+
+
+def deliveries(gateway: Process) -> list[tuple[str, str, str, int, str | None]]:
+    """(batch id, event type, state, attempts, last error) of every event, oldest first."""
+    with sqlite3.connect(jobs_database(gateway), timeout=30) as conn:
+        return conn.execute(
+            "SELECT batch_id, event_type, state, attempts, last_error FROM webhook_deliveries"
+            " ORDER BY created_at, id"
+        ).fetchall()
+
+
+def counted(gateway: Process) -> dict[str, float]:
+    text = httpx.get(f"{gateway.url}/metrics", timeout=5).text
+    return {
+        sample.labels["outcome"]: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "ocrflux_webhook_deliveries"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    started = Receiver()
+    yield started
+    started.close()
+
+
+@pytest.fixture
+def hooks(receiver: Receiver) -> Receiver:
+    receiver.answers.clear()
+    receiver.received.clear()
+    return receiver
+
+
+@pytest.fixture(scope="module")
+def gateway(fake_server: FakeVLLMProcess, receiver: Receiver) -> Iterator[Process]:
+    started = start_gateway(webhook_env(fake_server, receiver))
+    yield started
+    started.stop()
+
+
+def test_each_end_of_a_batch_is_posted_as_openais_event(
+    gateway: Process, hooks: Receiver, fake: FakeVLLMProcess
+) -> None:
+    sdk = client(gateway)
+    completed = finish(sdk, submit(sdk, requests(CHAT, BODIES), CHAT))
+    assert completed.status == "completed"
+    refused = finish(sdk, submit(sdk, b"not json\n", CHAT))
+    assert refused.status == "failed"
+    fake.control(delay=5)  # lines stay in flight: the next two stop before they finish
+    cancelled = submit(sdk, requests(CHAT, BODIES), CHAT)
+    wait(lambda: sdk.batches.retrieve(cancelled.id), lambda b: b.status == "in_progress")
+    sdk.batches.cancel(cancelled.id)
+    expired = submit(sdk, requests(CHAT, BODIES), CHAT)
+    wait(lambda: sdk.batches.retrieve(expired.id), lambda b: b.status == "in_progress")
+    sql(gateway, "UPDATE batches SET expires_at = ? WHERE id = ?", int(time.time()), expired.id)
+    assert finish(sdk, cancelled).status == "cancelled"
+    assert finish(sdk, expired).status == "expired"
+
+    received = hooks.wait(4)
+    time.sleep(0.5)  # nothing more follows
+    assert len(hooks.received) == 4
+    assert {r.path for r in received} == {"/hooks/ocr"}
+    assert {r.headers["content-type"] for r in received} == {"application/json"}
+    events = {e.data.id: e for e in hooks.events(SECRET)}  # each verified by the openai SDK
+    assert {batch_id: e.type for batch_id, e in events.items()} == {
+        completed.id: "batch.completed",
+        refused.id: "batch.failed",
+        cancelled.id: "batch.cancelled",
+        expired.id: "batch.expired",
+    }
+    assert all(e.object == "event" and e.id.startswith("evt_") for e in events.values())
+    ended = events[completed.id].created_at
+    assert completed.completed_at is not None and abs(ended - completed.completed_at) <= 1
+    assert [r.headers["webhook-id"] for r in received] == [e.id for e in hooks.events(SECRET)]
+    states = {row[0]: row[2:4] for row in deliveries(gateway)}
+    assert states == {batch_id: ("delivered", 1) for batch_id in events}
+
+
+def test_5xx_and_timeouts_are_retried_with_backoff_under_the_same_id(
+    gateway: Process, hooks: Receiver, fake: FakeVLLMProcess
+) -> None:
+    before = counted(gateway)
+    hooks.answers[:] = [503, "hang", 502]  # "hang": answered after WEBHOOK_TIMEOUT
+    sdk = client(gateway)
+    batch = finish(sdk, submit(sdk, requests(CHAT, BODIES[:1]), CHAT))
+    received = hooks.wait(4)
+    time.sleep(0.5)
+    assert len(hooks.received) == 4
+    assert len({r.headers["webhook-id"] for r in received}) == 1
+    assert [e.data.id for e in hooks.events(SECRET)] == [batch.id] * 4  # each attempt verifies
+    gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(received)]
+    # Waits of 0.3, 0.6 (after a 0.5 s timeout) and 1.2 s between the attempts.
+    assert gaps[0] >= RETRY and gaps[1] >= 2 * RETRY + 0.5 and gaps[2] >= 4 * RETRY, gaps
+    stamps = [int(r.headers["webhook-timestamp"]) for r in received]
+    assert stamps == sorted(stamps) and stamps[-1] >= stamps[0] + 1  # signed at each attempt
+    assert deliveries(gateway)[-1][:4] == (batch.id, "batch.completed", "delivered", 4)
+    after = counted(gateway)
+    assert after.get("retried", 0) - before.get("retried", 0) == 3
+    assert after["delivered"] - before.get("delivered", 0) == 1
+
+
+def test_a_4xx_is_not_retried(gateway: Process, hooks: Receiver, fake: FakeVLLMProcess) -> None:
+    before = counted(gateway)
+    hooks.answers[:] = [400]
+    sdk = client(gateway)
+    batch = finish(sdk, submit(sdk, requests(CHAT, BODIES[:1]), CHAT))
+    hooks.wait(1)
+    time.sleep(4 * RETRY)  # a retry would have come by now
+    assert len(hooks.received) == 1
+    assert deliveries(gateway)[-1] == (batch.id, "batch.completed", "failed", 1, "HTTP 400")
+    assert counted(gateway).get("failed", 0) - before.get("failed", 0) == 1
+
+
+def test_a_restart_neither_repeats_a_delivered_event_nor_loses_an_undelivered_one(
+    fake: FakeVLLMProcess,
+) -> None:
+    port = free_port()
+    down = Receiver.__new__(Receiver)  # only its URL: nothing listens on `port` yet
+    down.port = port
+    env = webhook_env(fake, down, webhook_retry_seconds=0.2, webhook_max_attempts=100)
+    first = start_gateway(env)
+    sdk = client(first)
+    undelivered = finish(sdk, submit(sdk, requests(CHAT, BODIES[:1]), CHAT))
+    wait(lambda: deliveries(first), lambda rows: rows and rows[0][3] >= 2)  # refused, retrying
+    first.proc.kill()  # SIGKILL with the event still pending
+    first.proc.wait()
+    receiver = Receiver(port)
+    try:
+        second = start_gateway({**env, "API_PORT": str(free_port())})  # same DATA_DIR
+        try:
+            (arrived,) = receiver.wait(1)
+            assert [e.data.id for e in receiver.events(SECRET)] == [undelivered.id]
+            wait(lambda: deliveries(second), lambda rows: rows[0][2] == "delivered")
+            again = client(second)
+            delivered = finish(again, submit(again, requests(CHAT, BODIES[:1]), CHAT))
+            receiver.wait(2)
+        finally:
+            second.stop()
+        third = start_gateway({**env, "API_PORT": str(free_port())})
+        try:
+            time.sleep(1.5)  # 15 polls of the outbox
+            assert [e.data.id for e in receiver.events(SECRET)] == [undelivered.id, delivered.id]
+            assert [row[2] for row in deliveries(third)] == ["delivered", "delivered"]
+        finally:
+            third.stop()
+    finally:
+        receiver.close()
+    assert arrived.headers["webhook-id"] == receiver.events(SECRET)[0].id
