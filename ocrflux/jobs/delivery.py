@@ -6,12 +6,20 @@ timeout, a connection error, a 408, a 429 or a 5xx puts it back for another atte
 WEBHOOK_RETRY_SECONDS, doubled each time (at most an hour), until WEBHOOK_MAX_ATTEMPTS; any
 other answer (a 4xx, a redirect: none is followed) marks it failed at once. An event whose
 gateway died mid-send is sent by whichever gateway claims it after the lease.
+
+The receiver's address goes through the SSRF guard of remote downloads
+(`ocrflux.intake.fetch`): its host is resolved at each attempt, every address must be public,
+and the POST goes to the address that was checked (Host header and TLS SNI carry the name), so
+a DNS answer that changes in between cannot point it inward. WEBHOOK_ALLOWED_HOSTS lifts the
+guard for the host names, addresses and networks it lists (internal receivers are common). A
+refused address fails the event without a connection; a name that does not resolve is retried.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -20,6 +28,8 @@ from typing import Literal
 
 import httpx
 
+from ocrflux.intake.fetch import IPNetwork, Resolver, check_address, system_resolver
+from ocrflux.intake.image_input import ImageRejected
 from ocrflux.jobs.records import Delivery
 from ocrflux.jobs.store import Outbox
 from ocrflux.jobs.webhooks import WebhookSigner
@@ -32,6 +42,10 @@ MAX_BACKOFF = 3600.0
 # Events sent at once by one gateway.
 SENDING = 8
 _RETRIED_STATUSES = frozenset({408, 429})
+
+
+class Unresolved(Exception):
+    """The receiver's host name has no address now (DNS may answer later)."""
 
 
 @dataclass(frozen=True)
@@ -55,14 +69,27 @@ def judge(status_code: int) -> Attempt:
 
 
 class WebhookSender:
-    """POSTs signed events to WEBHOOK_URL, one attempt at a time, capped in time."""
+    """POSTs signed events to WEBHOOK_URL past the SSRF guard, one attempt at a time, capped
+    in time."""
 
     def __init__(
-        self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        settings: Settings,
+        *,
+        resolver: Resolver | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = httpx.URL(settings.webhook_url)
         self._signer = WebhookSigner(settings.webhook_secret)
         self._timeout = settings.webhook_timeout
+        self._resolve = resolver or system_resolver
+        self._allowed_names: set[str] = set()
+        self._allowed_networks: list[IPNetwork] = []
+        for entry in settings.webhook_allowed_hosts:
+            try:
+                self._allowed_networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                self._allowed_names.add(entry)
         limits = httpx.Limits(max_connections=SENDING, max_keepalive_connections=0)
         self._client = httpx.AsyncClient(
             transport=transport or httpx.AsyncHTTPTransport(limits=limits, trust_env=False),
@@ -77,16 +104,42 @@ class WebhookSender:
         headers = self._signer.headers(delivery.id, delivery.payload, int(time.time()))
         try:
             async with asyncio.timeout(self._timeout):
-                request = self._client.build_request(
-                    "POST", self.url, content=delivery.payload, headers=headers
-                )
+                request = await self._request(delivery.payload, headers)
                 response = await self._client.send(request, stream=True)
                 await response.aclose()  # the receiver's body is not read: its status says it
+        except ImageRejected as exc:  # the guard: asking again would be refused again
+            return Attempt("failed", exc.message)
+        except Unresolved as exc:
+            return Attempt("retry", str(exc))
         except TimeoutError:
             return Attempt("retry", f"timed out after {self._timeout:g} s")
         except httpx.HTTPError as exc:
             return Attempt("retry", f"could not reach the receiver ({type(exc).__name__})")
         return judge(response.status_code)
+
+    async def _request(self, body: bytes, headers: dict[str, str]) -> httpx.Request:
+        """The POST, to the checked address of the receiver unless its name is allowed."""
+        url, host = self.url, self.url.host
+        if host in self._allowed_names:
+            return self._client.build_request("POST", url, content=body, headers=headers)
+        try:
+            addresses = [str(ipaddress.ip_address(host))]
+        except ValueError:
+            try:
+                addresses = await self._resolve(host)
+            except OSError:
+                addresses = []
+            if not addresses:
+                raise Unresolved(f"could not resolve host {host}") from None
+        # Every answer must pass: the system would pick among them, so must we.
+        checked = [check_address(a, self._allowed_networks) for a in addresses]
+        return self._client.build_request(
+            "POST",
+            url.copy_with(host=str(checked[0])),
+            content=body,
+            headers={**headers, "Host": url.netloc.decode("ascii")},
+            extensions={"sni_hostname": host} if url.scheme == "https" else None,
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()

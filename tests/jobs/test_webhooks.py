@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import base64
 import time
+from typing import Any
 
+import httpx
 import openai
 import orjson
 import pytest
 
-from ocrflux.jobs.records import Status
+from ocrflux.jobs.delivery import Attempt, WebhookSender
+from ocrflux.jobs.records import Delivery, Status
 from ocrflux.jobs.webhooks import EVENT_TYPES, WebhookSigner, batch_event
+from ocrflux.settings import Settings
 
 SECRET = "whsec_" + base64.b64encode(b"a receiver's thirty-two byte key").decode()
 
@@ -74,3 +78,84 @@ def test_a_retry_is_signed_again_at_its_own_time_with_the_same_id() -> None:
     retry = signer.headers(event.id, event.payload, int(time.time()))
     assert retry["webhook-id"] == stale["webhook-id"]
     assert sdk().webhooks.unwrap(event.payload, retry, secret=SECRET).data.id == "batch_1"
+
+
+# --- the receiver's address and the SSRF guard ----------------------------------------------
+
+
+def sender(url: str, allowed: str = "", addresses: list[str] | None = None) -> tuple[Any, list]:
+    """A WebhookSender to `url` whose resolver answers `addresses`; the requests it sent."""
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(204)
+
+    async def resolve(host: str) -> list[str]:
+        return list(addresses or [])
+
+    settings = Settings(webhook_url=url, webhook_secret=SECRET, webhook_allowed_hosts=allowed)
+    made = WebhookSender(settings, resolver=resolve, transport=httpx.MockTransport(answer))
+    return made, sent
+
+
+def a_delivery() -> Delivery:
+    event = batch_event("batch_1", Status.COMPLETED, int(time.time()))
+    return Delivery(event.id, event.batch_id, event.type, event.payload, 1)
+
+
+@pytest.mark.parametrize(
+    ("url", "addresses", "refused"),
+    [
+        ("http://127.0.0.1:8080/hook", [], "address 127.0.0.1 is not allowed"),
+        ("http://[::1]:8080/hook", [], "address ::1 is not allowed"),
+        ("http://10.1.2.3/hook", [], "address 10.1.2.3 is not allowed"),
+        ("https://metadata.internal/hook", ["169.254.169.254"], "address 169.254.169.254"),
+        # every answer must pass: one private address among public ones is refused
+        ("https://hooks.example.com/hook", ["93.184.215.14", "192.168.1.7"], "192.168.1.7"),
+    ],
+)
+async def test_a_private_receiver_is_refused_without_a_connection(
+    url: str, addresses: list[str], refused: str
+) -> None:
+    made, sent = sender(url, addresses=addresses)
+    attempt = await made.send(a_delivery())
+    await made.aclose()
+    assert attempt.outcome == "failed" and refused in attempt.detail
+    assert sent == []
+
+
+async def test_a_public_receiver_is_reached_at_the_address_that_was_checked() -> None:
+    made, sent = sender("https://hooks.example.com:8443/ocr?x=1", addresses=["93.184.215.14"])
+    attempt = await made.send(a_delivery())
+    await made.aclose()
+    assert attempt == Attempt("delivered", "HTTP 204")
+    (request,) = sent
+    assert str(request.url) == "https://93.184.215.14:8443/ocr?x=1"
+    assert request.headers["host"] == "hooks.example.com:8443"
+    assert request.extensions["sni_hostname"] == "hooks.example.com"
+    assert sdk().webhooks.unwrap(request.content, dict(request.headers), secret=SECRET)
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed", "addresses"),
+    [
+        ("http://receiver:8080/hook", "receiver", ["10.0.0.9"]),  # by name: compose services
+        ("http://receiver:8080/hook", "10.0.0.0/8", ["10.0.0.9"]),  # by network
+        ("http://127.0.0.1:8080/hook", "127.0.0.1", []),  # by address
+        ("http://[::1]:8080/hook", "::1", []),
+    ],
+)
+async def test_an_allowed_host_is_reached(url: str, allowed: str, addresses: list[str]) -> None:
+    made, sent = sender(url, allowed=allowed, addresses=addresses)
+    attempt = await made.send(a_delivery())
+    await made.aclose()
+    assert attempt.outcome == "delivered" and len(sent) == 1
+
+
+async def test_a_host_that_does_not_resolve_is_tried_again() -> None:
+    made, sent = sender("https://hooks.example.com/hook", addresses=[])
+    attempt = await made.send(a_delivery())
+    await made.aclose()
+    assert attempt == Attempt("retry", "could not resolve host hooks.example.com")
+    assert sent == []

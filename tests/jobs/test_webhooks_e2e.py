@@ -25,7 +25,15 @@ from tests.jobs.batch_support import (
 )
 from tests.jobs.test_webhooks import SECRET
 from tests.jobs.webhook_receiver import Receiver
-from tests.support import FakeVLLMProcess, Process, free_port, gateway_env, start_gateway
+from tests.support import (
+    FakeVLLMProcess,
+    Process,
+    SilentPort,
+    free_port,
+    gateway_env,
+    running_gateway,
+    start_gateway,
+)
 
 BODIES = [{"model": "m", "messages": [{"role": "user", "content": f"line {n}"}]} for n in range(3)]
 RETRY = 0.3  # WEBHOOK_RETRY_SECONDS: the first retry's wait, doubled each retry
@@ -195,3 +203,24 @@ def test_a_restart_neither_repeats_a_delivered_event_nor_loses_an_undelivered_on
     finally:
         receiver.close()
     assert arrived.headers["webhook-id"] == receiver.events(SECRET)[0].id
+
+
+def test_a_loopback_receiver_not_allowed_is_refused_without_connecting(
+    fake: FakeVLLMProcess,
+) -> None:
+    silent = SilentPort()  # a listener that only says whether anyone connected
+    target = Receiver.__new__(Receiver)
+    target.port = silent.port
+    env = webhook_env(fake, target, webhook_allowed_hosts="")  # 127.0.0.1 not allowed
+    try:
+        with running_gateway(env) as gateway:
+            sdk = client(gateway)
+            batch = finish(sdk, submit(sdk, requests(CHAT, BODIES[:1]), CHAT))
+            rows = wait(lambda: deliveries(gateway), lambda rows: rows and rows[0][2] != "pending")
+            assert rows == [
+                (batch.id, "batch.completed", "failed", 1, "address 127.0.0.1 is not allowed")
+            ]
+            assert counted(gateway)["failed"] == 1
+        assert not silent.connected()
+    finally:
+        silent.close()
