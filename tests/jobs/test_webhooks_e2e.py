@@ -4,7 +4,9 @@ SDK; retries, refusals, and restarts that neither lose nor repeat an event."""
 from __future__ import annotations
 
 import itertools
+import re
 import sqlite3
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,7 +14,9 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.testclient import TestClient
 
+from ocrflux.settings import Settings
 from tests.jobs.batch_support import (
     CHAT,
     client,
@@ -26,6 +30,7 @@ from tests.jobs.batch_support import (
 from tests.jobs.test_webhooks import SECRET
 from tests.jobs.webhook_receiver import Receiver
 from tests.support import (
+    ROOT,
     FakeVLLMProcess,
     Process,
     SilentPort,
@@ -224,3 +229,40 @@ def test_a_loopback_receiver_not_allowed_is_refused_without_connecting(
         assert not silent.connected()
     finally:
         silent.close()
+
+
+def readme_webhooks() -> tuple[str, str]:
+    """The README's command that makes a secret, and its receiver example."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("**Webhooks.**")
+    command = re.search(r"`(python -c '.*?')`", text[start:], re.S)
+    assert command is not None
+    code = text.index("```python\n", start) + len("```python\n")
+    return command.group(1).replace("\n", " "), text[code : text.index("```", code)]
+
+
+def test_the_readme_secret_and_receiver_work_as_written(
+    gateway: Process,
+    hooks: Receiver,
+    fake: FakeVLLMProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    command, example = readme_webhooks()
+    made = subprocess.run(["bash", "-c", command], capture_output=True, text=True, check=True)
+    secret = made.stdout.strip()
+    assert secret.startswith("whsec_") and secret != SECRET
+    Settings(webhook_url="https://hooks.example.com/ocr", webhook_secret=secret)  # accepted
+
+    sdk = client(gateway)
+    batch = finish(sdk, submit(sdk, requests(CHAT, BODIES), CHAT))
+    (event,) = hooks.wait(1)
+    monkeypatch.setenv("WEBHOOK_SECRET", SECRET)
+    scope: dict[str, Any] = {}
+    exec(example.replace("localhost:8000", f"127.0.0.1:{gateway.port}"), scope)
+    with TestClient(scope["app"]) as receiver:
+        answered = receiver.post("/hooks/ocr", content=event.body, headers=event.headers)
+        forged = receiver.post("/hooks/ocr", content=event.body + b" ", headers=event.headers)
+    assert answered.status_code == 204 and forged.status_code == 400
+    printed = capsys.readouterr().out
+    assert f"batch.completed {batch.id} 3 {batch.output_file_id}\n" in printed
