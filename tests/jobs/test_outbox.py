@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
+import httpx
 import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ocrflux.jobs.delivery import WebhookDelivery, WebhookSender
 from ocrflux.jobs.records import Status
 from ocrflux.jobs.store import Catalog, Outbox, WorkQueue
 from ocrflux.jobs.store.schema import webhook_deliveries
 from ocrflux.jobs.webhooks import batch_event
+from ocrflux.settings import Settings
 from tests.jobs.test_store import LEASE, Clock, a_batch, ok, running_batch
+from tests.jobs.test_webhooks import SECRET
 
 SEND_LEASE = 30.0
 
@@ -142,3 +149,41 @@ async def test_retention_removes_a_batchs_deliveries_with_it(engine: AsyncEngine
     assert len(await rows(engine)) == 1
     await queue.purge(before=int(clock.now) + 1)
     assert await rows(engine) == []
+
+
+async def test_the_sending_loop_retries_then_delivers_once_across_a_restart(
+    engine: AsyncEngine,
+) -> None:
+    """The loop of `ocrflux.jobs.delivery` on each database: a 503 retried, a 200 recorded,
+    and a loop started afresh (a restart) sends nothing again."""
+    clock = Clock()
+    clock.now = time.time()  # the loop runs on the real clock
+    await finished_batch(engine, clock)
+    answers = [503]
+    sent: list[httpx.Request] = []
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(answers.pop(0) if answers else 200)
+
+    settings = Settings(
+        webhook_url="http://127.0.0.1:9/hooks",
+        webhook_secret=SECRET,
+        webhook_allowed_hosts="127.0.0.1",
+        webhook_retry_seconds=0.05,
+        batch_poll_interval=0.05,
+    )
+
+    async def run_loop(seconds: float) -> None:
+        sender = WebhookSender(settings, transport=httpx.MockTransport(receiver))
+        loop = WebhookDelivery(settings, Outbox(engine, "A"), sender)
+        loop.start()
+        await asyncio.sleep(seconds)
+        await loop.aclose()
+
+    await run_loop(1.0)
+    assert len(sent) == 2 and sent[0].headers["webhook-id"] == sent[1].headers["webhook-id"]
+    (row,) = await rows(engine)
+    assert (row["state"], row["attempts"], row["last_error"]) == ("delivered", 2, None)
+    await run_loop(0.5)  # restarted
+    assert len(sent) == 2
