@@ -173,7 +173,7 @@ class WebhookDelivery:
         self._wake.set()
 
     async def aclose(self) -> None:
-        """Stop; an attempt cut short is sent again after its lease (at least once)."""
+        """Stop; an attempt cut short is given back, to be sent again (at least once)."""
         if self._loop is not None:
             self._loop.cancel()
             await asyncio.gather(self._loop, return_exceptions=True)
@@ -205,7 +205,12 @@ class WebhookDelivery:
 
     async def deliver(self, delivery: Delivery) -> None:
         """One attempt at `delivery`, and its outcome recorded."""
-        attempt = await self.sender.send(delivery)
+        try:
+            attempt = await self.sender.send(delivery)
+        except asyncio.CancelledError:  # stopping: whoever runs next sends it at once
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.outbox.release(delivery))
+            raise
         where = f"webhook {delivery.type} of {delivery.batch_id} ({delivery.id})"
         if attempt.outcome == "delivered":
             if await self.outbox.delivered(delivery):

@@ -187,3 +187,15 @@ async def test_the_sending_loop_retries_then_delivers_once_across_a_restart(
     assert (row["state"], row["attempts"], row["last_error"]) == ("delivered", 2, None)
     await run_loop(0.5)  # restarted
     assert len(sent) == 2
+
+
+async def test_a_stopping_sender_gives_its_event_back_at_once(engine: AsyncEngine) -> None:
+    clock = Clock()
+    await finished_batch(engine, clock)
+    a, b = Outbox(engine, "A", clock), Outbox(engine, "B", clock)
+    (held,) = await a.claim_due(8, SEND_LEASE)
+    await a.release(held)  # A stops mid-send
+    (taken,) = await b.claim_due(8, SEND_LEASE)  # no wait for A's lease
+    assert taken.id == held.id and taken.attempts == 2
+    await a.release(held)  # A's stale word changes nothing
+    assert await a.claim_due(8, SEND_LEASE) == []

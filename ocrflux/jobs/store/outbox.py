@@ -106,6 +106,20 @@ class Outbox:
         """Give up on it (refused by the receiver or the SSRF guard, or out of attempts)."""
         return await self._settle(delivery, state=FAILED, next_at=self.clock(), last_error=error)
 
+    async def release(self, delivery: Delivery) -> None:
+        """Give a lease up (this gateway is stopping): the event is claimable at once."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.id == delivery.id,
+                    deliveries.c.state == PENDING,
+                    deliveries.c.lease_owner == self.me,
+                    deliveries.c.attempts == delivery.attempts,
+                )
+                .values(lease_owner=None, lease_until=None)
+            )
+
     async def next_due(self) -> float | None:
         """When the earliest pending event is due (None: nothing to send)."""
         async with self.engine.connect() as conn:
