@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import secrets
 import sqlite3
 import subprocess
 import time
@@ -29,6 +30,7 @@ from tests.jobs.batch_support import (
 )
 from tests.jobs.test_webhooks import SECRET
 from tests.jobs.webhook_receiver import Receiver
+from tests.postgres import create_database
 from tests.support import (
     ROOT,
     FakeVLLMProcess,
@@ -266,3 +268,27 @@ def test_the_readme_secret_and_receiver_work_as_written(
     assert answered.status_code == 204 and forged.status_code == 400
     printed = capsys.readouterr().out
     assert f"batch.completed {batch.id} 3 {batch.output_file_id}\n" in printed
+
+
+def test_two_gateways_on_postgresql_send_each_event_once(
+    fake: FakeVLLMProcess, hooks: Receiver, postgres_url: str
+) -> None:
+    database = create_database(postgres_url, f"w_{secrets.token_hex(6)}")
+    env = webhook_env(fake, hooks, jobs_database_url=database)
+    first = start_gateway(env)
+    try:
+        second = start_gateway({**env, "API_PORT": str(free_port())})  # same DATA_DIR too
+        try:
+            sdk = client(first)
+            batches = [submit(sdk, requests(CHAT, BODIES), CHAT) for _ in range(6)]
+            ended = [finish(sdk, batch) for batch in batches]
+            assert {b.status for b in ended} == {"completed"}
+            hooks.wait(6)
+            time.sleep(1.0)  # 10 polls of both gateways: no second sending
+            events = hooks.events(SECRET)
+            assert sorted(e.data.id for e in events) == sorted(b.id for b in batches)
+            assert len({e.id for e in events}) == 6
+        finally:
+            second.stop()
+    finally:
+        first.stop()
