@@ -108,7 +108,7 @@ class WebhookSender:
                 response = await self._client.send(request, stream=True)
                 await response.aclose()  # the receiver's body is not read: its status says it
         except ImageRejected as exc:  # the guard: asking again would be refused again
-            return Attempt("failed", exc.message)
+            return Attempt("failed", f"{exc.message} (WEBHOOK_ALLOWED_HOSTS may name it)")
         except Unresolved as exc:
             return Attempt("retry", str(exc))
         except TimeoutError:
