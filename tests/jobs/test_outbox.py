@@ -162,8 +162,12 @@ async def test_the_sending_loop_retries_then_delivers_once_across_a_restart(
     answers = [503]
     sent: list[httpx.Request] = []
 
+    ok_sent = asyncio.Event()
+
     def receiver(request: httpx.Request) -> httpx.Response:
         sent.append(request)
+        if not answers:
+            ok_sent.set()
         return httpx.Response(answers.pop(0) if answers else 200)
 
     settings = Settings(
@@ -174,14 +178,20 @@ async def test_the_sending_loop_retries_then_delivers_once_across_a_restart(
         batch_poll_interval=0.05,
     )
 
-    async def run_loop(seconds: float) -> None:
+    async def run_loop(seconds: float, delivered: asyncio.Event | None = None) -> None:
+        """The loop until `delivered` is set (within 20 s), then `seconds` longer."""
         sender = WebhookSender(settings, transport=httpx.MockTransport(receiver))
         loop = WebhookDelivery(settings, Outbox(engine, "A"), sender)
         loop.start()
-        await asyncio.sleep(seconds)
+        if delivered is not None:
+            async with asyncio.timeout(20):
+                await delivered.wait()
+                while (await rows(engine))[0]["state"] != "delivered":  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+        await asyncio.sleep(seconds)  # nothing more is sent meanwhile
         await loop.aclose()
 
-    await run_loop(1.0)
+    await run_loop(0.3, ok_sent)
     assert len(sent) == 2 and sent[0].headers["webhook-id"] == sent[1].headers["webhook-id"]
     (row,) = await rows(engine)
     assert (row["state"], row["attempts"], row["last_error"]) == ("delivered", 2, None)

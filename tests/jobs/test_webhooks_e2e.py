@@ -44,6 +44,9 @@ from tests.support import (
 
 BODIES = [{"model": "m", "messages": [{"role": "user", "content": f"line {n}"}]} for n in range(3)]
 RETRY = 0.3  # WEBHOOK_RETRY_SECONDS: the first retry's wait, doubled each retry
+# WEBHOOK_TIMEOUT: generous, so a receiver slowed by a busy machine is not a retry; the
+# module's gateway uses a shorter one, and the receiver's "hang" outlasts it.
+TIMEOUT, SHORT_TIMEOUT = 5.0, 1.0
 
 
 def webhook_env(fake: FakeVLLMProcess, receiver: Receiver, **settings: Any) -> dict[str, str]:
@@ -54,7 +57,7 @@ def webhook_env(fake: FakeVLLMProcess, receiver: Receiver, **settings: Any) -> d
         "webhook_secret": SECRET,
         "webhook_allowed_hosts": "127.0.0.1",
         "webhook_retry_seconds": RETRY,
-        "webhook_timeout": 0.5,
+        "webhook_timeout": TIMEOUT,
         "webhook_max_attempts": 4,
     }
     values.update(settings)
@@ -83,7 +86,7 @@ def counted(gateway: Process) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    started = Receiver()
+    started = Receiver(hang_seconds=SHORT_TIMEOUT + 1.5)
     yield started
     started.close()
 
@@ -97,7 +100,7 @@ def hooks(receiver: Receiver) -> Receiver:
 
 @pytest.fixture(scope="module")
 def gateway(fake_server: FakeVLLMProcess, receiver: Receiver) -> Iterator[Process]:
-    started = start_gateway(webhook_env(fake_server, receiver))
+    started = start_gateway(webhook_env(fake_server, receiver, webhook_timeout=SHORT_TIMEOUT))
     yield started
     started.stop()
 
@@ -136,7 +139,8 @@ def test_each_end_of_a_batch_is_posted_as_openais_event(
     ended = events[completed.id].created_at
     assert completed.completed_at is not None and abs(ended - completed.completed_at) <= 1
     assert [r.headers["webhook-id"] for r in received] == [e.id for e in hooks.events(SECRET)]
-    states = {row[0]: row[2:4] for row in deliveries(gateway)}
+    settled = wait(lambda: deliveries(gateway), lambda rows: all(r[2] != "pending" for r in rows))
+    states = {row[0]: row[2:4] for row in settled}
     assert states == {batch_id: ("delivered", 1) for batch_id in events}
 
 
@@ -153,11 +157,13 @@ def test_5xx_and_timeouts_are_retried_with_backoff_under_the_same_id(
     assert len({r.headers["webhook-id"] for r in received}) == 1
     assert [e.data.id for e in hooks.events(SECRET)] == [batch.id] * 4  # each attempt verifies
     gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(received)]
-    # Waits of 0.3, 0.6 (after a 0.5 s timeout) and 1.2 s between the attempts.
-    assert gaps[0] >= RETRY and gaps[1] >= 2 * RETRY + 0.5 and gaps[2] >= 4 * RETRY, gaps
+    # Waits of 0.3, 0.6 (after the attempt's timeout) and 1.2 s between the attempts.
+    assert gaps[0] >= RETRY and gaps[1] >= 2 * RETRY + SHORT_TIMEOUT, gaps
+    assert gaps[2] >= 4 * RETRY, gaps
     stamps = [int(r.headers["webhook-timestamp"]) for r in received]
     assert stamps == sorted(stamps) and stamps[-1] >= stamps[0] + 1  # signed at each attempt
-    assert deliveries(gateway)[-1][:4] == (batch.id, "batch.completed", "delivered", 4)
+    last = wait(lambda: deliveries(gateway)[-1], lambda row: row[2] != "pending")
+    assert last[:4] == (batch.id, "batch.completed", "delivered", 4)
     after = counted(gateway)
     assert after.get("retried", 0) - before.get("retried", 0) == 3
     assert after["delivered"] - before.get("delivered", 0) == 1
@@ -171,7 +177,8 @@ def test_a_4xx_is_not_retried(gateway: Process, hooks: Receiver, fake: FakeVLLMP
     hooks.wait(1)
     time.sleep(4 * RETRY)  # a retry would have come by now
     assert len(hooks.received) == 1
-    assert deliveries(gateway)[-1] == (batch.id, "batch.completed", "failed", 1, "HTTP 400")
+    last = wait(lambda: deliveries(gateway)[-1], lambda row: row[2] != "pending")
+    assert last == (batch.id, "batch.completed", "failed", 1, "HTTP 400")
     assert counted(gateway).get("failed", 0) - before.get("failed", 0) == 1
 
 
