@@ -165,6 +165,11 @@ class Metrics:
         self.batch_lines = counter(
             "batch_lines", "Batch lines committed, by outcome (succeeded, failed).", "outcome"
         )
+        self.webhook_deliveries = counter(
+            "webhook_deliveries",
+            "Webhook attempts by outcome (delivered, retried, failed).",
+            "outcome",
+        )
         self.batch_line_seconds = Histogram(
             "ocrflux_batch_line_duration_seconds",
             "One batch line, from its claim to its commit.",
@@ -253,6 +258,11 @@ def record_batch_line(outcome: str, seconds: float) -> None:
     """A batch line committed (`succeeded` or `failed`) after `seconds` on this gateway."""
     METRICS.batch_lines(outcome).inc()
     METRICS.batch_line_seconds.observe(seconds)
+
+
+def record_webhook_delivery(outcome: str) -> None:
+    """A webhook attempt ended: `delivered`, `retried` (another follows) or `failed` (final)."""
+    METRICS.webhook_deliveries(outcome).inc()
 
 
 def record_rejected(reason: str) -> None:
