@@ -28,6 +28,7 @@ from ocrflux.upstream.attempt import (
     NEUTRAL_KINDS,
     AttemptFailed,
     TrackedStream,
+    attempt_timeout,
     raw_header,
     read_capped,
     request_tail,
@@ -127,6 +128,7 @@ class Upstream:
         flow = flow or request_id
         background = await self._admit(flow)
         started = time.monotonic()
+
         try:
             content, _ = await self._call(
                 lambda replica: self._attempt(replica, body, request_id), stream=False
@@ -183,8 +185,13 @@ class Upstream:
     async def _call(
         self, attempt_on: Callable[[Replica], Awaitable[_T]], *, stream: bool
     ) -> tuple[_T, Replica]:
-        """Attempts on replicas until one succeeds; its result and replica, or `APIError`."""
+        """Attempts on replicas until one succeeds; its result and replica, or `APIError`.
+
+        Each attempt has UPSTREAM_ATTEMPT_TIMEOUT (a stream: until its head arrives); past it
+        the replica counts as failed and another one, not tried yet, is asked.
+        """
         attempts = self.settings.max_retries + 1
+        deadline = self.settings.upstream_attempt_timeout
         tried: list[Replica] = []
         last: AttemptFailed | None = None
         log = current_request()
@@ -203,10 +210,15 @@ class Upstream:
             self.replicas.started(replica)
             began = time.perf_counter()
             try:
-                result = await attempt_on(replica)
+                try:
+                    async with asyncio.timeout(deadline):
+                        result = await attempt_on(replica)
+                except TimeoutError:
+                    raise attempt_timeout(deadline) from None
             except AttemptFailed as failed:
                 self._account(replica, failed.kind, began)
-                if not failed.retryable or attempt == attempts - 1:
+                stuck = failed.elsewhere and self._all_tried(tried)
+                if not failed.retryable or attempt == attempts - 1 or stuck:
                     raise failed.error from failed.__cause__
                 logger.warning(
                     "upstream %s failed (%s), attempt %d/%d",
@@ -225,6 +237,10 @@ class Upstream:
             metrics.record_upstream_result(replica.base_url, time.perf_counter() - began)
             return result, replica
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _all_tried(self, tried: list[Replica]) -> bool:
+        """No replica that takes calls is left untried."""
+        return not any(r.takes_call() and r not in tried for r in self.replicas)
 
     def _account(self, replica: Replica, kind: str, began: float) -> None:
         metrics.record_upstream_result(replica.base_url, time.perf_counter() - began, kind)
