@@ -233,3 +233,20 @@ def test_a_stuck_replica_is_retried_around_and_ejected(
     assert time.monotonic() - began < 12
     ready = {r["url"]: r for r in httpx.get(f"{gateway.url}/ready").json()["upstream"]}
     assert ready[stuck.url]["last_error"] == "attempt_timeout"
+
+
+def test_a_replica_answering_garbage_is_retried_around_and_ejected(
+    make_gateway: Callable[..., Process], replicas: list[FakeVLLMProcess]
+) -> None:
+    garbled, good = replicas
+    garbled.control(garbage=10_000)  # 200 `<html>not json</html>` to every chat
+    gateway = make_gateway(
+        prompt_mode="passthrough", vllm_urls=urls(replicas), eject_after_failures=3
+    )
+    statuses = [chat(gateway).status_code for _ in range(30)]
+    assert statuses.count(502) == 0 and statuses == [200] * 30, statuses
+    health = {r["url"]: r for r in httpx.get(f"{gateway.url}/health").json()["upstream"]}
+    assert health[garbled.url]["ejections"] >= 1
+    assert health[good.url]["ejections"] == 0
+    ready = {r["url"]: r for r in httpx.get(f"{gateway.url}/ready").json()["upstream"]}
+    assert ready[garbled.url]["last_error"] == "bad_response"

@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
+import orjson
 
 from ocrflux.errors import APIError
 from ocrflux.upstream import errors
 from ocrflux.upstream.replicas import Replica, ReplicaSet
+from ocrflux.upstream.shapes import check_completion
 from ocrflux.upstream.transport import BodyTooLarge, Timeouts
 
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
@@ -144,6 +146,18 @@ def attempt_timeout(seconds: float) -> AttemptFailed:
     """The attempt passed UPSTREAM_ATTEMPT_TIMEOUT: the replica counts as failed."""
     error = errors.attempt_timeout(seconds)
     return AttemptFailed(error, "attempt_timeout", retryable=True, elsewhere=True)
+
+
+def completion(content: bytes) -> dict[str, Any]:
+    """A 2xx body as a checked chat completion; `AttemptFailed` when it is garbage (the
+    replica's fault: it counts toward ejection, and another replica is asked)."""
+    try:
+        return check_completion(orjson.loads(content))
+    except orjson.JSONDecodeError:
+        error = errors.bad_response("the model server returned a body that is not JSON")
+    except APIError as exc:
+        error = exc
+    raise AttemptFailed(error, "bad_response", retryable=True, elsewhere=True)
 
 
 def status_failure(status: int, content: bytes, retry_after_header: str | None) -> AttemptFailed:

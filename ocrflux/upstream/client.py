@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
-import orjson
 
 from ocrflux import metrics
 from ocrflux.errors import APIError
@@ -29,6 +28,7 @@ from ocrflux.upstream.attempt import (
     AttemptFailed,
     TrackedStream,
     attempt_timeout,
+    completion,
     raw_header,
     read_capped,
     request_tail,
@@ -38,7 +38,6 @@ from ocrflux.upstream.attempt import (
 )
 from ocrflux.upstream.health import HealthChecker
 from ocrflux.upstream.replicas import Replica, ReplicaSet
-from ocrflux.upstream.shapes import check_completion
 from ocrflux.upstream.transport import LeanTransport, Timeouts
 from ocrflux.work_class import is_background
 
@@ -124,22 +123,20 @@ class Upstream:
         """A non-streaming chat completion, parsed and checked for OpenAI's shape.
 
         `flow` is the fairness key (one client request or one document; default: the request).
+        A body that is not a chat completion is the replica's failure: another one is asked.
         """
         flow = flow or request_id
         background = await self._admit(flow)
         started = time.monotonic()
 
+        async def attempt_on(replica: Replica) -> dict[str, Any]:
+            return completion(await self._attempt(replica, body, request_id))
+
         try:
-            content, _ = await self._call(
-                lambda replica: self._attempt(replica, body, request_id), stream=False
-            )
+            data, _ = await self._call(attempt_on, stream=False)
         finally:
             self.admission.release(flow, time.monotonic() - started, background=background)
-        try:
-            data = orjson.loads(content)
-        except orjson.JSONDecodeError as exc:
-            raise errors.bad_response("the model server returned a body that is not JSON") from exc
-        return check_completion(data)
+        return data
 
     async def send(
         self, body: bytes, request_id: str, *, flow: str | None = None

@@ -2,9 +2,10 @@
 
 A replica is `healthy` (takes traffic), `ejected` (takes none) or `half_open` (takes one trial
 call at a time). Passive ejection: `eject_after` consecutive failures (connection errors,
-timeouts, attempts past UPSTREAM_ATTEMPT_TIMEOUT, 5xx), unless it is the last healthy
-replica. An active check that fails ejects at once. A successful check of an ejected
-replica makes it half-open; its next call decides: success readmits it, failure ejects it again.
+timeouts, attempts past UPSTREAM_ATTEMPT_TIMEOUT, 5xx, 2xx bodies that are not a chat
+completion), unless it is the last healthy replica. An active check that fails ejects at
+once. A successful check of an ejected replica makes it half-open; its next call decides:
+success readmits it, failure ejects it again.
 """
 
 from __future__ import annotations

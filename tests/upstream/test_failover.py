@@ -1,5 +1,5 @@
-"""Failing over between replicas (respx): a stuck replica is retried around, counted as a
-replica failure and ejected."""
+"""Failing over between replicas (respx): a stuck replica and one answering garbage are
+retried around, counted as replica failures and ejected."""
 
 from __future__ import annotations
 
@@ -128,3 +128,37 @@ async def test_a_stream_whose_head_never_comes_is_retried_on_another_replica() -
     finally:
         await response.aclose()
     assert replica(upstream, A).failures == 1
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        httpx.Response(200, content=b"<html>not json</html>"),
+        httpx.Response(200, json={"choices": 5}),
+        httpx.Response(200, json=[1, 2]),
+    ],
+)
+async def test_a_garbage_answer_is_retried_on_another_replica_and_ejects_it(
+    garbage: httpx.Response,
+) -> None:
+    bad = respx.post(f"{A}/v1/chat/completions").mock(return_value=garbage)
+    good = respx.post(f"{B}/v1/chat/completions").mock(return_value=httpx.Response(200, json=OK))
+    upstream = make()
+    for _ in range(4):
+        data = await upstream.chat(BODY, "rid")
+        assert data["usage"]["total_tokens"] == 4
+    assert (bad.call_count, good.call_count) == (2, 4)
+    a = replica(upstream, A)
+    assert (a.state, a.last_error) == (State.EJECTED, "bad_response")
+
+
+@respx.mock
+async def test_garbage_from_the_only_replica_is_still_a_502() -> None:
+    bad = respx.post(f"{A}/v1/chat/completions").mock(
+        return_value=httpx.Response(200, content=b"<html>")
+    )
+    with pytest.raises(APIError) as caught:
+        await make([A], max_retries=2).chat(BODY, "rid")
+    assert bad.call_count == 1
+    assert (caught.value.status, caught.value.code) == (502, "upstream_bad_response")
