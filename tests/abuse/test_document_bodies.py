@@ -102,9 +102,13 @@ def padded_pdf(size: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def inline_url() -> str:
-    raw = padded_pdf(INLINE_BASE64_MB * MB * 3 // 4)
-    return "data:application/pdf;base64," + base64.b64encode(raw).decode()
+def big_pdf() -> bytes:
+    return padded_pdf(INLINE_BASE64_MB * MB * 3 // 4)
+
+
+@pytest.fixture(scope="module")
+def inline_url(big_pdf: bytes) -> str:
+    return "data:application/pdf;base64," + base64.b64encode(big_pdf).decode()
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +125,13 @@ def inline_gateway(fake_server: FakeVLLMProcess) -> Iterator[Process]:
     gateway.stop()
 
 
-def inline_case(gateway: Process, case: str, path: str, body: bytes) -> None:
+def inline_case(
+    gateway: Process,
+    case: str,
+    path: str,
+    body: bytes,
+    content_type: str = "application/json",
+) -> None:
     """Send the body INLINE_AT_ONCE times at once while /health is pinged; resident memory
     before, at its peak, and 2 s after the answers (the bodies must be let go of by then)."""
     pid = gateway.proc.pid
@@ -131,7 +141,7 @@ def inline_case(gateway: Process, case: str, path: str, body: bytes) -> None:
         return httpx.post(
             f"{gateway.url}{path}",
             content=body,
-            headers={"content-type": "application/json"},
+            headers={"content-type": content_type},
             timeout=60,
         )
 
@@ -171,3 +181,14 @@ def test_big_inline_documents_in_chat_file_parts(
     body = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": [part]}]})
     case = f"{INLINE_AT_ONCE} x {INLINE_BASE64_MB} MB base64 in a chat file part"
     inline_case(inline_gateway, case, "/v1/chat/completions", body)
+
+
+def test_big_documents_uploaded_as_multipart(
+    inline_gateway: Process, big_pdf: bytes, fake: FakeVLLMProcess
+) -> None:
+    body = (
+        b'--B\r\nContent-Disposition: form-data; name="file"; filename="a.pdf"\r\n'
+        b"Content-Type: application/pdf\r\n\r\n" + big_pdf + b"\r\n--B--\r\n"
+    )
+    case = f"{INLINE_AT_ONCE} x {len(big_pdf) // MB} MB PDF uploads (multipart)"
+    inline_case(inline_gateway, case, "/v1/ocr", body, "multipart/form-data; boundary=B")
