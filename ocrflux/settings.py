@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(5.0, gt=0, description="Seconds to open an upstream connection.")
     read_timeout: float = Field(300.0, gt=0, description="Seconds to wait for upstream bytes.")
     total_timeout: float = Field(600.0, gt=0, description="Deadline for a whole request.")
+    upstream_attempt_timeout: float = Field(
+        180.0,
+        gt=0,
+        description="Seconds one upstream attempt may take (a stream: until its head); past "
+        "it the replica counts as failed and the call goes to another healthy replica.",
+    )
     pool_max_connections: int = Field(256, ge=1, description="Upstream connection pool size.")
     pool_max_keepalive: int = Field(64, ge=0, description="Idle upstream connections kept.")
     upstream_transport: Literal["lean", "httpx"] = Field(
