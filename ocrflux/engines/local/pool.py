@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from ocrflux.engines.local.errors import LocalOCRError, WorkerCrashed
 from ocrflux.engines.local.result import LocalPage
+from ocrflux.worker_lifetime import exit_with_parent
 
 if TYPE_CHECKING:
     from ocrflux.engines.local.ocr import Recogniser
@@ -30,6 +31,7 @@ _recogniser: Recogniser | None = None  # one per worker process
 
 
 def _init_worker(threads: int) -> None:
+    exit_with_parent()
     # Before numpy/OpenCV/ONNX Runtime are imported, so their thread pools see it.
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = str(threads)
