@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,3 +124,52 @@ def test_a_stream_whose_page_kills_its_worker_ends_with_an_error_event_and_done(
     after = httpx.post(f"{crash_gateway.url}/v1/ocr", files=files, timeout=TIMEOUT)
     assert after.status_code == 200
     assert after.json()["pages"][0]["markdown"] == "Still serving"
+
+
+HEAVY_TEXT = (
+    "Every worker reads this paragraph in full, line by line, so that a page of it costs the "
+    "engine a good second or more on a busy machine, which is the point of the test below. "
+) * 6
+
+
+def test_a_one_page_request_beside_a_heavy_document_is_read_before_its_other_pages(
+    crash_gateway: Process,
+) -> None:
+    """One worker, a 6-page document streaming: a one-image request sent once the document's
+    first page is out waits for the page in the worker, not for the document's queue."""
+    pages = [PdfPage(blocks=(f"# Heavy page {n}", HEAVY_TEXT)) for n in range(6)]
+    files = {"file": ("heavy.pdf", make_pdf(pages), "application/pdf")}
+    heavy_pages: list[float] = []  # when each page event arrived
+    first_page = threading.Event()
+
+    def read_heavy() -> None:
+        with httpx.stream(
+            "POST",
+            f"{crash_gateway.url}/v1/ocr",
+            files=files,
+            headers={"Accept": "text/event-stream"},
+            timeout=TIMEOUT,
+        ) as response:
+            assert response.status_code == 200
+            for line in response.iter_lines():
+                if line == "event: page":
+                    heavy_pages.append(time.monotonic())
+                    first_page.set()
+
+    heavy = threading.Thread(target=read_heavy)
+    heavy.start()
+    try:
+        assert first_page.wait(TIMEOUT)
+        sent = time.monotonic()
+        one = {"file": ("page.png", one_line_png("Served in turn"), "image/png")}
+        response = httpx.post(f"{crash_gateway.url}/v1/ocr", files=one, timeout=TIMEOUT)
+        answered = time.monotonic()
+        assert response.status_code == 200, response.text
+        assert response.json()["pages"][0]["markdown"] == "Served in turn"
+    finally:
+        heavy.join(TIMEOUT)
+    assert len(heavy_pages) == 6
+    during = [t for t in heavy_pages if sent < t < answered]
+    # At most the page that was in the worker when it asked; most of them still to come.
+    assert len(during) <= 1, (len(during), answered - sent)
+    assert len([t for t in heavy_pages if t > answered]) >= 3
