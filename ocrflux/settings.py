@@ -225,6 +225,13 @@ class Settings(BaseSettings):
     local_threads: int = Field(
         1, ge=1, le=64, description="Local engine: ONNX Runtime threads per worker."
     )
+    local_worker_max_rss_mb: int = Field(
+        1024,
+        ge=0,
+        le=1_048_576,
+        description="Local engine: a worker whose resident memory is past this (MB) after a "
+        "page is replaced by a fresh one (0: no ceiling).",
+    )
     fallback_backend: Literal["none", "local"] = Field(
         "none",
         description="`local`: pages go to the local engine while every vLLM replica is down "

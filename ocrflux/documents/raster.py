@@ -33,6 +33,7 @@ from ocrflux.intake.images import (
     toolkit_size,
 )
 from ocrflux.observability import configure_logging
+from ocrflux.worker_lifetime import exit_with_parent
 
 # PDF's unit: 1 point = 1/72 inch; the toolkit renders at 72 dpi (pdftoppm -r 72).
 POINTS_PER_INCH = 72
@@ -48,6 +49,7 @@ _open_pdfs: OrderedDict[str, pdfium.PdfDocument] = OrderedDict()
 
 
 def worker_init() -> None:
+    exit_with_parent()  # a SIGKILLed gateway leaves no render worker behind
     # Ctrl-C reaches the whole process group; the parent shuts the pool down in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGPROF, signal.SIG_DFL)  # see _cpu_budget

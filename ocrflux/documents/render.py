@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -21,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ocrflux.documents.raster import inspect_document, render_page, worker_init
+from ocrflux.documents.scratch import ScratchFolder
 from ocrflux.documents.sources import DocumentKind, DocumentRejected, sniff_document
 from ocrflux.intake.images import PreparedImage
 
@@ -71,7 +70,8 @@ class DocumentRenderer:
         self.max_side = max_side
         self.max_pixels = max_pixels
         self.page_cpu_seconds = page_cpu_seconds
-        self._dir = tempfile.mkdtemp(prefix="ocrflux-documents-", dir=tmp_dir)
+        self._scratch = ScratchFolder(tmp_dir)  # removes dead gateways' folders first
+        self._dir = self._scratch.path
         self._pool = _new_pool(workers)
         self._isolation: ProcessPoolExecutor | None = None
         self._isolation_lock = asyncio.Lock()
@@ -151,7 +151,7 @@ class DocumentRenderer:
         for pool in (self._pool, self._isolation):
             if pool is not None:
                 await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
-        await asyncio.to_thread(shutil.rmtree, self._dir, ignore_errors=True)
+        await asyncio.to_thread(self._scratch.remove)
 
 
 def _new_pool(workers: int) -> ProcessPoolExecutor:

@@ -68,8 +68,8 @@ class LocalEngine:
         self.pool = pool
 
     @classmethod
-    def create(cls, workers: int, threads: int) -> LocalEngine:
-        return cls(LocalOCRPool(workers, threads))
+    def create(cls, workers: int, threads: int, *, max_rss_bytes: int = 0) -> LocalEngine:
+        return cls(LocalOCRPool(workers, threads, max_rss_bytes))
 
     async def start(self) -> None:
         """Start the worker processes and load their models (before the gateway is ready)."""

@@ -125,3 +125,22 @@ async def test_sizes_must_be_positive() -> None:
         LocalOCRPool(workers=0, threads_per_worker=1)
     with pytest.raises(ValueError):
         LocalOCRPool(workers=1, threads_per_worker=0)
+
+
+async def test_a_worker_past_its_memory_ceiling_is_replaced_after_its_page(
+    pool: LocalOCRPool, page_png: bytes
+) -> None:
+    tiny = LocalOCRPool(workers=1, threads_per_worker=1, max_rss_bytes=1)  # every worker is over
+    try:
+        before = await tiny._run(worker_facts)
+        page = await tiny.read(page_png)
+        after = await tiny._run(worker_facts)
+        again = await tiny.read(page_png)
+    finally:
+        await tiny.aclose()
+    assert isinstance(before, dict) and isinstance(after, dict)
+    assert before["pid"] != after["pid"]
+    assert tiny.recycled == 4  # after each of the four
+    assert page.markdown.startswith("# Site Safety Inspection")
+    assert again.markdown == page.markdown
+    assert pool.recycled == 0  # no ceiling: the same worker all along
