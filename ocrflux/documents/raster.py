@@ -38,6 +38,10 @@ from ocrflux.observability import configure_logging
 POINTS_PER_INCH = 72
 # Open PDFs a worker keeps (LRU); a document's pages usually go to every worker in turn.
 _OPEN_PER_WORKER = 4
+# The dpi a page reports (Mistral's `dimensions.dpi`) is 72 x its scale from points, kept to
+# 1..MAX_REPORTED_DPI: a 1e9-point page would say 0 (a client's 72 / dpi divides by zero), a
+# 0.001-point page 73,727,996. 4,800 is the finest scanners sold; past it no paper has the size.
+MAX_REPORTED_DPI = 4800
 _RENDER_FLAGS = pdfium_c.FPDF_ANNOT | pdfium_c.FPDF_REVERSE_BYTE_ORDER  # annotations; RGB order
 
 _TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})  # pydantic's spellings of true
@@ -206,7 +210,7 @@ def _render_pdf(path: str, index: int, max_side: int) -> tuple[bytes, int, int, 
         png = encode_png(memoryview(bitmap.buffer), width, height, bitmap.stride, "RGB")
     finally:
         page.close()
-    return png, width, height, round(POINTS_PER_INCH * max(width, height) / max(points))
+    return png, width, height, reported_dpi(max(width, height), max(points))
 
 
 def _render_frame(
@@ -223,8 +227,12 @@ def _render_frame(
     row = pixels.width * len(pixels.mode)
     png = encode_png(pixels.tobytes(), pixels.width, pixels.height, row, pixels.mode)
     # An image has no physical size: one source pixel counts as one point, as in a PDF.
-    dpi = round(POINTS_PER_INCH * max(pixels.size) / source_side)
-    return png, pixels.width, pixels.height, dpi
+    return png, pixels.width, pixels.height, reported_dpi(max(pixels.size), source_side)
+
+
+def reported_dpi(pixels: int, points: float) -> int:
+    """72 x the scale from `points` to `pixels` (one side), within 1..MAX_REPORTED_DPI."""
+    return min(max(round(POINTS_PER_INCH * pixels / points), 1), MAX_REPORTED_DPI)
 
 
 def render_page(
