@@ -21,13 +21,13 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 from PIL import Image
 
+from ocrflux.documents import tiff_frames
 from ocrflux.documents.png import encode_png
 from ocrflux.documents.sources import DocumentKind, DocumentRejected
 from ocrflux.intake.image_headers import HeaderRefused, strip_metadata
 from ocrflux.intake.image_input import ImageRejected, sniff_mime
 from ocrflux.intake.images import (
     MAX_ASPECT_RATIO,
-    check_size,
     decode_upright,
     open_image,
     toolkit_size,
@@ -170,11 +170,7 @@ def inspect_document(path: str, kind: DocumentKind, max_pixels: int, cpu: float)
                 _note_xfa(pdf)  # here only: once per document, not per worker that opens it
                 return len(pdf)
             image, _ = _read_image(path, max_pixels)
-            frames = getattr(image, "n_frames", 1) if kind == "tiff" else 1
-            for frame in range(1, frames):
-                image.seek(frame)
-                check_size(image, max_pixels)
-            return frames
+            return tiff_frames.write_table(path, image, max_pixels) if kind == "tiff" else 1
     except ImageRejected as exc:
         raise DocumentRejected(exc.message, exc.status) from None
 
@@ -214,12 +210,16 @@ def _render_pdf(path: str, index: int, max_side: int) -> tuple[bytes, int, int, 
 
 
 def _render_frame(
-    path: str, index: int, max_side: int, max_pixels: int
+    path: str, kind: DocumentKind, index: int, max_side: int, max_pixels: int
 ) -> tuple[bytes, int, int, int]:
+    if kind == "tiff":
+        with tiff_frames.open_frame(path, index, max_pixels) as frame:
+            return _encode_frame(frame, "image/tiff", max_side)
     image, mime = _read_image(path, max_pixels)
-    if index:
-        image.seek(index)
-        check_size(image, max_pixels)
+    return _encode_frame(image, mime, max_side)
+
+
+def _encode_frame(image: Image.Image, mime: str, max_side: int) -> tuple[bytes, int, int, int]:
     source_side = max(image.size)  # the same upright or not
     pixels = decode_upright(image, mime, lambda w, h: toolkit_size(w, h, max_side))
     if pixels.mode not in ("RGB", "L"):
@@ -244,7 +244,7 @@ def render_page(
             if kind == "pdf":
                 png, width, height, dpi = _render_pdf(path, index, max_side)
             else:
-                png, width, height, dpi = _render_frame(path, index, max_side, max_pixels)
+                png, width, height, dpi = _render_frame(path, kind, index, max_side, max_pixels)
     except ImageRejected as exc:
         raise DocumentRejected(exc.message, exc.status) from None
     # Base64 here, so the event loop's process only wraps the string.

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from ocrflux.documents.raster import inspect_document, render_page, worker_init
 from ocrflux.documents.sources import DocumentKind, DocumentRejected, sniff_document
+from ocrflux.documents.tiff_frames import remove_table
 from ocrflux.intake.images import PreparedImage
 
 T = TypeVar("T")
@@ -117,6 +118,7 @@ class DocumentRenderer:
             )
         except BaseException:
             _unlink(path)
+            remove_table(path)
             raise
         self._documents.add(doc_id)
         return OpenDocument(doc_id, kind, num_pages, len(data), path)
@@ -145,6 +147,7 @@ class DocumentRenderer:
         """Forget the document: its file goes now, workers drop their handles on their next task."""
         self._documents.discard(doc.id)
         _unlink(doc.path)
+        remove_table(doc.path)
 
     async def aclose(self) -> None:
         """Stop the pools (queued work is cancelled) and remove every temporary file."""
