@@ -87,8 +87,8 @@ def _cpu_budget(seconds: float) -> Iterator[None]:
     """The kernel ends this worker if the task uses more than `seconds` of CPU.
 
     pdfium cannot be interrupted from Python, and a 130 KB PDF of 20,000 strokes asks for
-    over a second of drawing (a few MB, minutes). The parent sees the worker die and retries
-    the task alone (see `ocrflux.documents.render.DocumentRenderer`).
+    over a second of drawing (a few MB, minutes). The parent sees the worker die, fails that
+    task alone and starts another worker (see `ocrflux.documents.render_pool`).
     """
     signal.setitimer(signal.ITIMER_PROF, seconds)
     try:

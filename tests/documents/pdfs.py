@@ -213,6 +213,22 @@ def slow_pdf(strokes: int = 20_000) -> bytes:
     ])  # fmt: skip
 
 
+def hostile_pdf(pages: int = 3, strokes: int = 2_000_000) -> bytes:
+    """`pages` Letter pages of `strokes` full-page strokes each: a few hundred KB (the strokes
+    repeat, so they compress to little) that pdfium needs minutes per page to draw."""
+    ops = b"0 0 m 612 792 l 612 0 m 0 792 l S\n" * (strokes // 2)
+    stream = zlib.compress(ops, 9)
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"",
+               b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream
+               + b"\nendstream"]  # fmt: skip
+    kids = []
+    for _ in range(pages):
+        objects.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 3 0 R >>")
+        kids.append(b"%d 0 R" % len(objects))
+    objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(kids), pages)
+    return _serialize(objects)
+
+
 def xfa_pdf() -> bytes:
     """One blank page whose AcroForm carries an XFA form (a dynamic one: NeedsRendering), as
     tax and government forms do; pdfium without XFA support draws the AcroForm only."""
