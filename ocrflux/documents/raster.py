@@ -55,6 +55,10 @@ def worker_init() -> None:
     # Ctrl-C reaches the whole process group; the parent shuts the pool down in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGPROF, signal.SIG_DFL)  # see _cpu_budget
+    # Below the event loop, as the image threads are: pages that burn their whole CPU budget
+    # take their cores from other pages, not from the gateway's answers and model calls.
+    with suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, 0, max(os.getpriority(os.PRIO_PROCESS, 0), 10))
     _log_as_the_gateway()
 
 

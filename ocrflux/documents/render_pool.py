@@ -10,7 +10,8 @@ A page past its budget holds its worker until the kernel ends it (pdfium cannot 
 interrupted), so turns alone would leave a document waiting that long when every worker holds
 another document's page. The pool keeps one worker more than `workers` for that: a document
 holds at most `workers` of them, and with several documents each holds at most its share
-(at least one), so another document's pages always find a worker soon.
+(at least one), so another document's pages always find a worker soon. Workers run at nice
+10 (`ocrflux.documents.raster.worker_init`), a task past LONG_TASK_SECONDS at 19.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ from contextlib import suppress
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+# A page takes milliseconds (a heavy scan ~0.1 s): one still drawing after this long drops to
+# the lowest CPU priority, so pages that burn their whole budget yield the cores to the
+# others' pages (its worker is replaced when it is done).
+LONG_TASK_SECONDS = 1.0
 
 
 class WorkerDied(Exception):
@@ -42,6 +47,15 @@ class _Worker:
             initializer=initializer,
         )
         self.busy = False
+        self.demoted = False  # it ran a long task at the lowest CPU priority
+        self.started: Future[int] | None = None  # its process has started (see _warm)
+
+    def demote(self) -> None:
+        """Lowest CPU priority for its process: its task has been drawing a long time."""
+        self.demoted = True
+        for pid in list(self.executor._processes or {}):
+            with suppress(OSError):  # it may be gone already
+                os.setpriority(os.PRIO_PROCESS, pid, 19)
 
 
 class _Flow:
@@ -87,11 +101,19 @@ class RenderPool:
         while True:
             worker = await self._turn(flow)
             try:
+                if worker.started is not None and not worker.started.done():
+                    # Its process is still starting: LONG_TASK_SECONDS counts from its start.
+                    await asyncio.wrap_future(worker.started)
                 task = worker.executor.submit(fn, *args)
                 break
+            except asyncio.CancelledError:
+                self._finished(flow, worker)
+                raise
             except BrokenProcessPool:  # it died idle (killed from outside): the task never ran
                 self._flows[flow].running -= 1
                 self._replace(worker)
+        demotion = loop.call_later(LONG_TASK_SECONDS, worker.demote)
+        task.add_done_callback(lambda _: loop.call_soon_threadsafe(demotion.cancel))
         task.add_done_callback(
             lambda _: loop.call_soon_threadsafe(self._finished, flow, worker, task)
         )
@@ -124,7 +146,8 @@ class RenderPool:
         state = self._flows[flow]
         state.running -= 1
         self._drop_if_idle(flow, state)
-        if task is not None and isinstance(_exception(task), BrokenProcessPool):
+        if worker.demoted or (task is not None and isinstance(_exception(task), BrokenProcessPool)):
+            # A demoted process cannot get its priority back (unprivileged): a fresh one.
             self._replace(worker)
         else:
             worker.busy = False
@@ -190,8 +213,13 @@ class RenderPool:
 
 
 def _warm(worker: _Worker) -> Future[int]:
-    """Start the worker's process now (spawning takes a while), not at its first task."""
-    return worker.executor.submit(os.getpid)
+    """Start the worker's process now (spawning takes a while), not at its first task; its
+    start-up (imports) already below the event loop's priority."""
+    started = worker.started = worker.executor.submit(os.getpid)
+    for pid in list(worker.executor._processes or {}):
+        with suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, pid, max(os.getpriority(os.PRIO_PROCESS, pid), 10))
+    return started
 
 
 def _exception(task: Future[Any]) -> BaseException | None:
