@@ -50,6 +50,12 @@ class _Worker:
         self.demoted = False  # it ran a long task at the lowest CPU priority
         self.started: Future[int] | None = None  # its process has started (see _warm)
 
+    def kill(self) -> None:
+        """End its process (the executor then fails its task and breaks)."""
+        for process in list((self.executor._processes or {}).values()):
+            with suppress(OSError, ValueError):
+                process.kill()
+
     def demote(self) -> None:
         """Lowest CPU priority for its process: its task has been drawing a long time."""
         self.demoted = True
@@ -113,14 +119,16 @@ class RenderPool:
                 self._flows[flow].running -= 1
                 self._replace(worker)
         demotion = loop.call_later(LONG_TASK_SECONDS, worker.demote)
-        task.add_done_callback(lambda _: loop.call_soon_threadsafe(demotion.cancel))
-        task.add_done_callback(
-            lambda _: loop.call_soon_threadsafe(self._finished, flow, worker, task)
-        )
+        task.add_done_callback(lambda _: _soon(loop, demotion.cancel))
+        task.add_done_callback(lambda _: _soon(loop, self._finished, flow, worker, task))
         try:
             return await asyncio.wrap_future(task)
         except BrokenProcessPool:
             raise WorkerDied from None
+        except asyncio.CancelledError:
+            if worker.demoted:  # nobody waits for this long page any more: end it now
+                worker.kill()
+            raise
 
     async def _turn(self, flow: str) -> _Worker:
         """Wait for `flow`'s turn and a free worker, which is then counted as the flow's."""
@@ -209,6 +217,8 @@ class RenderPool:
         """Stop every worker (tasks not started are cancelled)."""
         self._closed = True
         for worker in self._procs:
+            if worker.busy:  # a page still drawing (a long one may take its whole budget)
+                worker.kill()
             await asyncio.to_thread(worker.executor.shutdown, wait=True, cancel_futures=True)
 
 
@@ -220,6 +230,12 @@ def _warm(worker: _Worker) -> Future[int]:
         with suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, pid, max(os.getpriority(os.PRIO_PROCESS, pid), 10))
     return started
+
+
+def _soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., object], *args: Any) -> None:
+    """`fn(*args)` on the loop, from an executor's thread; nothing once the loop is closed."""
+    with suppress(RuntimeError):
+        loop.call_soon_threadsafe(fn, *args)
 
 
 def _exception(task: Future[Any]) -> BaseException | None:

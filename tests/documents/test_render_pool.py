@@ -69,3 +69,35 @@ async def test_a_long_task_drops_to_the_lowest_priority_then_its_worker_is_repla
             break
         await asyncio.sleep(0.05)
     assert demoted[0] not in pool.pids() and len(pool.pids()) == 2
+
+
+async def test_a_long_task_nobody_waits_for_is_ended(
+    pool: RenderPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(render_pool, "LONG_TASK_SECONDS", 0.2)
+    assert await pool.run("quick", os.getpid) in pool.pids()
+    before = set(pool.pids())
+    long = asyncio.create_task(pool.run("long", time.sleep, 60))
+    for _ in range(40):  # demoted: it has been drawing "long"
+        await asyncio.sleep(0.05)
+        if any(os.getpriority(os.PRIO_PROCESS, pid) == 19 for pid in pool.pids()):
+            break
+    long.cancel()  # its client left: the 60 s task is ended, not left to burn its budget
+    with pytest.raises(asyncio.CancelledError):
+        await long
+    for _ in range(100):
+        if len(pool.pids()) == 2 and len(before & set(pool.pids())) == 1:
+            break
+        await asyncio.sleep(0.05)
+    assert len(before & set(pool.pids())) == 1 and len(pool.pids()) == 2
+    assert pool.flows == 0
+
+
+async def test_closing_ends_a_task_still_running() -> None:
+    closing = RenderPool(1, worker_init)
+    assert await closing.run("quick", os.getpid) in closing.pids()
+    long = asyncio.create_task(closing.run("long", time.sleep, 60))
+    await asyncio.sleep(0.3)
+    await asyncio.wait_for(closing.aclose(), 20)  # not the 60 s the task would take
+    results = await asyncio.gather(long, return_exceptions=True)
+    assert isinstance(results[0], WorkerDied | asyncio.CancelledError)
