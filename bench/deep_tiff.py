@@ -30,7 +30,7 @@ async def run(frames: int, pages: int, workers: int) -> list[tuple[str, float, f
         # CPU counts the same processes.
         await asyncio.gather(*(renderer.render(doc, i) for i in range(4 * workers)))
         for name, first in (("early", 0), ("late", frames - pages)):
-            pids = list(renderer._pool._processes)
+            pids = renderer.worker_pids()
             started, cpu = time.perf_counter(), cpu_seconds(pids)
             await asyncio.gather(*(renderer.render(doc, i) for i in range(first, first + pages)))
             wall = time.perf_counter() - started
