@@ -117,7 +117,7 @@ async def pool(data: bytes, workers: int, max_side: int, rounds: int) -> tuple[f
         opened = time.perf_counter() - started
         for _ in range(workers):  # warm-up: every worker opens the document
             await asyncio.gather(*(renderer.render(doc, i) for i in range(doc.num_pages)))
-        pids = list(renderer._pool._processes)
+        pids = renderer.worker_pids()
         started, cpu = time.perf_counter(), cpu_seconds(pids)
         for _ in range(rounds):
             await asyncio.gather(*(renderer.render(doc, i) for i in range(doc.num_pages)))

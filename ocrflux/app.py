@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.render_workers,
             settings.image_max_side or DEFAULT_PAGE_SIDE,
             max_pixels=settings.max_image_pixels,
+            page_cpu_seconds=settings.render_page_cpu_seconds,
         )
         engines = build_engines(settings, upstream, images)
         loader = DocumentLoader(

@@ -175,6 +175,13 @@ class Settings(BaseSettings):
         description="Most pages read for one request, all its documents and images together.",
     )
     render_workers: int = Field(2, ge=1, le=64, description="Processes rendering PDF pages.")
+    render_page_cpu_seconds: float = Field(
+        20.0,
+        gt=0,
+        le=3600,
+        description="CPU seconds a page (or opening a document) may take in a render worker; "
+        "past it that worker is ended and the page alone fails.",
+    )
     pages_in_flight: int = Field(
         16, ge=1, le=1024, description="Pages of one document rendered or read at once."
     )

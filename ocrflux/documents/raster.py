@@ -21,13 +21,13 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 from PIL import Image
 
+from ocrflux.documents import tiff_frames
 from ocrflux.documents.png import encode_png
 from ocrflux.documents.sources import DocumentKind, DocumentRejected
 from ocrflux.intake.image_headers import HeaderRefused, strip_metadata
 from ocrflux.intake.image_input import ImageRejected, sniff_mime
 from ocrflux.intake.images import (
     MAX_ASPECT_RATIO,
-    check_size,
     decode_upright,
     open_image,
     toolkit_size,
@@ -39,6 +39,10 @@ from ocrflux.worker_lifetime import exit_with_parent
 POINTS_PER_INCH = 72
 # Open PDFs a worker keeps (LRU); a document's pages usually go to every worker in turn.
 _OPEN_PER_WORKER = 4
+# The dpi a page reports (Mistral's `dimensions.dpi`) is 72 x its scale from points, kept to
+# 1..MAX_REPORTED_DPI: a 1e9-point page would say 0 (a client's 72 / dpi divides by zero), a
+# 0.001-point page 73,727,996. 4,800 is the finest scanners sold; past it no paper has the size.
+MAX_REPORTED_DPI = 4800
 _RENDER_FLAGS = pdfium_c.FPDF_ANNOT | pdfium_c.FPDF_REVERSE_BYTE_ORDER  # annotations; RGB order
 
 _TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})  # pydantic's spellings of true
@@ -53,6 +57,10 @@ def worker_init() -> None:
     # Ctrl-C reaches the whole process group; the parent shuts the pool down in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGPROF, signal.SIG_DFL)  # see _cpu_budget
+    # Below the event loop, as the image threads are: pages that burn their whole CPU budget
+    # take their cores from other pages, not from the gateway's answers and model calls.
+    with suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, 0, max(os.getpriority(os.PRIO_PROCESS, 0), 10))
     _log_as_the_gateway()
 
 
@@ -85,8 +93,8 @@ def _cpu_budget(seconds: float) -> Iterator[None]:
     """The kernel ends this worker if the task uses more than `seconds` of CPU.
 
     pdfium cannot be interrupted from Python, and a 130 KB PDF of 20,000 strokes asks for
-    over a second of drawing (a few MB, minutes). The parent sees the worker die and retries
-    the task alone (see `ocrflux.documents.render.DocumentRenderer`).
+    over a second of drawing (a few MB, minutes). The parent sees the worker die, fails that
+    task alone and starts another worker (see `ocrflux.documents.render_pool`).
     """
     signal.setitimer(signal.ITIMER_PROF, seconds)
     try:
@@ -168,11 +176,7 @@ def inspect_document(path: str, kind: DocumentKind, max_pixels: int, cpu: float)
                 _note_xfa(pdf)  # here only: once per document, not per worker that opens it
                 return len(pdf)
             image, _ = _read_image(path, max_pixels)
-            frames = getattr(image, "n_frames", 1) if kind == "tiff" else 1
-            for frame in range(1, frames):
-                image.seek(frame)
-                check_size(image, max_pixels)
-            return frames
+            return tiff_frames.write_table(path, image, max_pixels) if kind == "tiff" else 1
     except ImageRejected as exc:
         raise DocumentRejected(exc.message, exc.status) from None
 
@@ -208,16 +212,20 @@ def _render_pdf(path: str, index: int, max_side: int) -> tuple[bytes, int, int, 
         png = encode_png(memoryview(bitmap.buffer), width, height, bitmap.stride, "RGB")
     finally:
         page.close()
-    return png, width, height, round(POINTS_PER_INCH * max(width, height) / max(points))
+    return png, width, height, reported_dpi(max(width, height), max(points))
 
 
 def _render_frame(
-    path: str, index: int, max_side: int, max_pixels: int
+    path: str, kind: DocumentKind, index: int, max_side: int, max_pixels: int
 ) -> tuple[bytes, int, int, int]:
+    if kind == "tiff":
+        with tiff_frames.open_frame(path, index, max_pixels) as frame:
+            return _encode_frame(frame, "image/tiff", max_side)
     image, mime = _read_image(path, max_pixels)
-    if index:
-        image.seek(index)
-        check_size(image, max_pixels)
+    return _encode_frame(image, mime, max_side)
+
+
+def _encode_frame(image: Image.Image, mime: str, max_side: int) -> tuple[bytes, int, int, int]:
     source_side = max(image.size)  # the same upright or not
     pixels = decode_upright(image, mime, lambda w, h: toolkit_size(w, h, max_side))
     if pixels.mode not in ("RGB", "L"):
@@ -225,8 +233,12 @@ def _render_frame(
     row = pixels.width * len(pixels.mode)
     png = encode_png(pixels.tobytes(), pixels.width, pixels.height, row, pixels.mode)
     # An image has no physical size: one source pixel counts as one point, as in a PDF.
-    dpi = round(POINTS_PER_INCH * max(pixels.size) / source_side)
-    return png, pixels.width, pixels.height, dpi
+    return png, pixels.width, pixels.height, reported_dpi(max(pixels.size), source_side)
+
+
+def reported_dpi(pixels: int, points: float) -> int:
+    """72 x the scale from `points` to `pixels` (one side), within 1..MAX_REPORTED_DPI."""
+    return min(max(round(POINTS_PER_INCH * pixels / points), 1), MAX_REPORTED_DPI)
 
 
 def render_page(
@@ -238,7 +250,7 @@ def render_page(
             if kind == "pdf":
                 png, width, height, dpi = _render_pdf(path, index, max_side)
             else:
-                png, width, height, dpi = _render_frame(path, index, max_side, max_pixels)
+                png, width, height, dpi = _render_frame(path, kind, index, max_side, max_pixels)
     except ImageRejected as exc:
         raise DocumentRejected(exc.message, exc.status) from None
     # Base64 here, so the event loop's process only wraps the string.

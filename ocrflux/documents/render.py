@@ -1,26 +1,26 @@
 """Documents to page images at the toolkit's size: the async face the app owns.
 
 `DocumentRenderer` checks a document, writes it once to a temporary file and has pages drawn
-by `ocrflux.documents.raster` in a spawn process pool (pdfium is not thread-safe); a page
-crosses the process boundary as a path and an index, never as the document's bytes.
+by `ocrflux.documents.raster` in a spawn process pool (pdfium is not thread-safe), in which
+documents take turns (`ocrflux.documents.render_pool`); a page crosses the process boundary
+as a path and an index, never as the document's bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ocrflux.documents.raster import inspect_document, render_page, worker_init
+from ocrflux.documents.render_pool import RenderPool, WorkerDied
 from ocrflux.documents.scratch import ScratchFolder
 from ocrflux.documents.sources import DocumentKind, DocumentRejected, sniff_document
+from ocrflux.documents.tiff_frames import remove_table
 from ocrflux.intake.images import PreparedImage
 
 T = TypeVar("T")
@@ -72,33 +72,28 @@ class DocumentRenderer:
         self.page_cpu_seconds = page_cpu_seconds
         self._scratch = ScratchFolder(tmp_dir)  # removes dead gateways' folders first
         self._dir = self._scratch.path
-        self._pool = _new_pool(workers)
-        self._isolation: ProcessPoolExecutor | None = None
-        self._isolation_lock = asyncio.Lock()
+        self._pool = RenderPool(workers, worker_init)
         self._documents: set[str] = set()
 
-    async def _call(self, failure: str, fn: Callable[..., T], *args: Any) -> T:
-        pool = self._pool
+    @property
+    def flows(self) -> int:
+        """Documents with pages waiting for a worker or being rendered (for tests)."""
+        return self._pool.flows
+
+    def worker_pids(self) -> list[int]:
+        """The render processes' ids (for benchmarks and tests)."""
+        return self._pool.pids()
+
+    async def _call(self, doc_id: str, failure: str, fn: Callable[..., T], *args: Any) -> T:
         try:
-            return await _run(pool, fn, args)
-        except BrokenProcessPool:
-            if self._pool is pool:
-                self._pool = _new_pool(self.workers)
-                pool.shutdown(wait=False, cancel_futures=True)
-        # A worker died (a page over its CPU budget, a PDF that crashes pdfium, the OOM killer)
-        # and every task in flight failed with it. Each is retried alone in a one-worker pool:
-        # the task that ends its worker again is the culprit, and it hurts no other document.
-        async with self._isolation_lock:
-            isolation = self._isolation = self._isolation or _new_pool(1)
-            try:
-                return await _run(isolation, fn, args)
-            except BrokenProcessPool:
-                self._isolation = None
-                isolation.shutdown(wait=False, cancel_futures=True)
-        limit = f"{self.page_cpu_seconds:g} s"
-        raise DocumentRejected(
-            f"{failure}: it needs more than {limit} of CPU or stops the renderer"
-        )
+            return await self._pool.run(doc_id, fn, *args)
+        except WorkerDied:
+            # Its own worker died (a page over its CPU budget, a PDF that crashes pdfium, the
+            # OOM killer): no other task ran there, so this one is the culprit.
+            limit = f"{self.page_cpu_seconds:g} s"
+            raise DocumentRejected(
+                f"{failure}: it needs more than {limit} of CPU or stops the renderer"
+            ) from None
 
     async def open(self, data: bytes) -> OpenDocument:
         """Check the document (kind, encryption, damage, pages) and keep it for rendering."""
@@ -108,6 +103,7 @@ class DocumentRenderer:
         await asyncio.to_thread(_write, path, data)
         try:
             num_pages = await self._call(
+                doc_id,
                 "the document could not be read",
                 inspect_document,
                 path,
@@ -117,6 +113,7 @@ class DocumentRenderer:
             )
         except BaseException:
             _unlink(path)
+            remove_table(path)
             raise
         self._documents.add(doc_id)
         return OpenDocument(doc_id, kind, num_pages, len(data), path)
@@ -130,6 +127,7 @@ class DocumentRenderer:
                 f"page {index} is out of range: the document has {doc.num_pages} pages"
             )
         url, width, height, dpi = await self._call(
+            doc.id,
             f"page {index} could not be rendered",
             render_page,
             doc.path,
@@ -145,30 +143,12 @@ class DocumentRenderer:
         """Forget the document: its file goes now, workers drop their handles on their next task."""
         self._documents.discard(doc.id)
         _unlink(doc.path)
+        remove_table(doc.path)
 
     async def aclose(self) -> None:
-        """Stop the pools (queued work is cancelled) and remove every temporary file."""
-        for pool in (self._pool, self._isolation):
-            if pool is not None:
-                await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+        """Stop the pool (queued work is cancelled) and remove every temporary file."""
+        await self._pool.aclose()
         await asyncio.to_thread(self._scratch.remove)
-
-
-def _new_pool(workers: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=worker_init,
-    )
-
-
-async def _run(pool: ProcessPoolExecutor, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-    future = pool.submit(fn, *args)  # BrokenProcessPool here too if the pool already broke
-    try:
-        return await asyncio.wrap_future(future)
-    except asyncio.CancelledError:
-        future.cancel()  # still queued: it never runs
-        raise
 
 
 def _unlink(path: str) -> None:

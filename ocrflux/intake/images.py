@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from dataclasses import replace as dataclass_replace
-from typing import TYPE_CHECKING, Literal
+from typing import IO, TYPE_CHECKING, Literal
 
 import pybase64
 from PIL import Image
@@ -155,10 +155,11 @@ def _bomb(exc: Image.DecompressionBombError, max_pixels: int) -> ImageRejected:
     return ImageRejected(f"image {size}, the limit is {max_pixels:,} pixels", 413)
 
 
-def open_image(data: bytes, mime: str, max_pixels: int) -> Image.Image:
+def open_image(data: bytes | IO[bytes], mime: str, max_pixels: int) -> Image.Image:
     """Open lazily (header only) and refuse decompression bombs before any pixel is decoded."""
+    source = io.BytesIO(data) if isinstance(data, bytes) else data
     try:
-        image = Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[mime]])
+        image = Image.open(source, formats=[_PIL_FORMATS[mime]])
     except Image.DecompressionBombError as exc:  # Pillow's own guard (2x MAX_IMAGE_PIXELS)
         raise _bomb(exc, max_pixels) from None
     except Exception:  # Pillow raises many types on malformed input

@@ -20,6 +20,7 @@ import io
 import math
 import os
 import re
+import struct
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -212,6 +213,22 @@ def slow_pdf(strokes: int = 20_000) -> bytes:
     ])  # fmt: skip
 
 
+def hostile_pdf(pages: int = 3, strokes: int = 2_000_000) -> bytes:
+    """`pages` Letter pages of `strokes` full-page strokes each: a few hundred KB (the strokes
+    repeat, so they compress to little) that pdfium needs minutes per page to draw."""
+    ops = b"0 0 m 612 792 l 612 0 m 0 792 l S\n" * (strokes // 2)
+    stream = zlib.compress(ops, 9)
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"",
+               b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream
+               + b"\nendstream"]  # fmt: skip
+    kids = []
+    for _ in range(pages):
+        objects.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 3 0 R >>")
+        kids.append(b"%d 0 R" % len(objects))
+    objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(kids), pages)
+    return _serialize(objects)
+
+
 def xfa_pdf() -> bytes:
     """One blank page whose AcroForm carries an XFA form (a dynamic one: NeedsRendering), as
     tax and government forms do; pdfium without XFA support draws the AcroForm only."""
@@ -267,6 +284,33 @@ def multipage_tiff(sizes: Sequence[tuple[int, int]], mode: str = "RGB") -> bytes
     buffer = io.BytesIO()
     frames[0].save(buffer, "TIFF", save_all=True, append_images=frames[1:])
     return buffer.getvalue()
+
+
+def deep_tiff(frames: int, *, deflate: bool = False, side: int = 8) -> bytes:
+    """A TIFF of `frames` grey `side`-px square frames, frame k of shade k % 250, written by
+    hand (Pillow's writer takes ~10 s for 2,000 frames); `deflate` compresses each strip
+    (Adobe Deflate, decoded by libtiff)."""
+    out = bytearray(b"II*\x00\x00\x00\x00\x00")  # the first IFD's offset is set below
+    link = 4  # where the pointer to the next IFD goes
+    for k in range(frames):
+        strip = bytes([k % 250]) * (side * side)
+        if deflate:
+            strip = zlib.compress(strip)
+        data_at = len(out)
+        out += strip
+        if len(out) % 2:
+            out += b"\x00"
+        entries = [
+            (256, 3, side), (257, 3, side), (258, 3, 8), (259, 3, 8 if deflate else 1),
+            (262, 3, 1), (273, 4, data_at), (277, 3, 1), (278, 3, side), (279, 4, len(strip)),
+        ]  # fmt: skip
+        out[link : link + 4] = len(out).to_bytes(4, "little")
+        out += len(entries).to_bytes(2, "little")
+        for tag, kind, value in entries:  # a SHORT sits left-justified: little-endian, as a LONG
+            out += struct.pack("<HHII", tag, kind, 1, value)
+        link = len(out)
+        out += b"\x00\x00\x00\x00"
+    return bytes(out)
 
 
 # --- content ----------------------------------------------------------------------------------

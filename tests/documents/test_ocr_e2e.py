@@ -318,3 +318,22 @@ def test_pages_in_flight_bound_one_document(make_gateway: Any) -> None:
         assert stats["max_in_service"] == 3  # as many as allowed, never more
     finally:
         fake.stop()
+
+
+def test_dimensions_dpi_stays_in_a_sane_range_for_absurd_page_sizes(
+    ocrflux_gateway: Process, fake: FakeVLLMProcess
+) -> None:
+    # A 1e9-point page renders 1024 px wide: 72 * 1024 / 1e9 dpi rounds to 0 (a client's
+    # 72 / dpi divides by zero); a 0.001-point page would claim 73,727,996 dpi.
+    fake.control(
+        page_answers={"1024x1024": [page_json("square")], "791x1024": [page_json("letter")]}
+    )
+    sizes = [(1e9, 1e9), (0.001, 0.001), (612, 792)]
+    pdf = make_pdf([Page(w, h) for w, h in sizes])
+    response = ocr(ocrflux_gateway, document(pdf, skip_cross_page_merge=True))
+    assert response.status_code == 200, response.text
+    assert [p["dimensions"] for p in response.json()["pages"]] == [
+        {"dpi": 1, "height": 1024, "width": 1024},  # clamped up to 1
+        {"dpi": 4800, "height": 1024, "width": 1024},  # clamped down to MAX_REPORTED_DPI
+        {"dpi": 93, "height": 1024, "width": 791},  # a Letter page as before: 72 * 1024 / 792
+    ]

@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import struct
-import time
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -254,33 +253,30 @@ async def test_image_documents_are_one_page_made_upright_flat_and_sized(
 async def test_a_cancelled_render_leaves_no_work_queued(monkeypatch: pytest.MonkeyPatch) -> None:
     one = DocumentRenderer(workers=1, max_side=1024)
     submitted: list[tuple[Future[Any], tuple[Any, ...]]] = []
-    real_submit = one._pool.submit
+    for worker in one._pool._procs:
+        real_submit = worker.executor.submit
 
-    def spy(fn: Any, *args: Any) -> Future[Any]:
-        future = real_submit(fn, *args)
-        submitted.append((future, args))
-        return future
+        def spy(fn: Any, *args: Any, real_submit: Any = real_submit) -> Future[Any]:
+            future = real_submit(fn, *args)
+            submitted.append((future, args))
+            return future
 
-    monkeypatch.setattr(one._pool, "submit", spy)
+        monkeypatch.setattr(worker.executor, "submit", spy)
     try:
         doc = await one.open(text_heavy_pdf(pages=12))
-        # Keep the one worker busy, so that no page can finish (and another start) before the
-        # cancellation below, however slowly this machine runs the test.
-        busy = real_submit(time.sleep, 1.5)
+        submitted.clear()  # the workers' start and the page count
         tasks = [asyncio.create_task(one.render(doc, i)) for i in range(12)]
-        await asyncio.sleep(0)  # every render has submitted its page
+        await asyncio.sleep(0)  # every render is waiting for its turn or has its worker
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        futures = [future for future, _ in submitted[1:]]  # [0] counted the pages
-        assert len(futures) == 12
-        # One page runs, and the pool may already have handed one more to its call queue;
-        # everything else is cancelled before it starts.
-        assert sum(f.cancelled() for f in futures) >= 10
+        # A page goes to a worker only when one is free, a document alone holding at most
+        # RENDER_WORKERS (here 1) of them: the other pages never left the gateway.
+        assert len(submitted) == 1
         # A page is a small message: the document travels by path, never as bytes.
         assert all(not isinstance(a, bytes | bytearray) for _, args in submitted for a in args)
-        await asyncio.wrap_future(busy)
         assert (await one.render(doc, 11)).index == 11  # the pool is still fine
+        assert one.flows == 0
     finally:
         await one.aclose()
 
@@ -290,7 +286,7 @@ async def test_a_dead_worker_is_replaced_and_the_page_rendered() -> None:
     try:
         doc = await one.open(make_pdf([text_page([filler(50)]), text_page([filler(60, 1)])]))
         assert (await one.render(doc, 0)).index == 0
-        for pid in list(one._pool._processes):  # type: ignore[attr-defined]
+        for pid in one.worker_pids():
             os.kill(pid, signal.SIGKILL)
         await asyncio.sleep(0.5)  # the pool notices and breaks
         assert (await one.render(doc, 1)).index == 1
@@ -313,7 +309,7 @@ async def test_a_page_over_its_cpu_budget_fails_alone() -> None:
         assert failed.message == (
             "page 0 could not be rendered: it needs more than 0.3 s of CPU or stops the renderer"
         )
-        # The pages that shared the killed worker's pool were retried, alone, and came back.
+        # No other page ran in the killed worker: every one came back, none was retried.
         assert [p.index for p in rendered if isinstance(p, RenderedPage)] == [0, 1, 2, 3]
         assert (await budget.render(fine, 3)).index == 3  # and the pool goes on
     finally:

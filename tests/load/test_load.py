@@ -8,6 +8,7 @@
     2x of their p99 alone (fair share of the upstream slots).
 (d) SIGTERM under load: in-flight requests and streams complete, new connections are refused,
     /ready answers 503 at once.
+(e) a hostile document beside a legit one: tests/load/test_hostile_document.py.
 Bounded: each scenario runs a few seconds. Run with `python -m pytest -m load`.
 """
 
