@@ -19,7 +19,13 @@ from ocrflux.documents.render import DocumentRenderer, OpenDocument
 from ocrflux.documents.sources import DocumentRejected
 from ocrflux.errors import APIError
 from ocrflux.intake.fetch import RemoteFetcher
-from ocrflux.intake.image_input import ImageRejected, decode_base64, format_mb, split_inline
+from ocrflux.intake.image_input import (
+    ImageRejected,
+    decode_base64,
+    encoded_size,
+    format_mb,
+    split_inline,
+)
 from ocrflux.intake.images import ImageOptions, PreparedImage, Probe
 from ocrflux.intake.preparation import ImagePreparer
 
@@ -155,16 +161,20 @@ class DocumentLoader:
             if url[:8].lower().startswith(("http://", "https://")):
                 return await self.fetcher.fetch(url, max_bytes=self.max_bytes, what="document")
             _, b64 = split_inline(url)
-            self.check_size(len(b64) * 3 // 4, param)
+            # Padding decodes to nothing: a document exactly at the limit is not refused.
+            self.check_size(encoded_size(b64), param)
             return decode_base64(url, self.max_bytes)
         except ImageRejected as exc:
             raise APIError(exc.status, exc.message, param=param, code="invalid_document") from None
 
     def check_size(self, size: int, param: str) -> None:
         if size > self.max_bytes:
+            sent, limit = format_mb(size), format_mb(self.max_bytes)
+            if sent == limit:  # "1 KB, the limit is 1 KB" would say nothing: exact counts
+                sent, limit = f"{size:,} bytes", f"{self.max_bytes:,} bytes"
             raise APIError(
                 413,
-                f"document is {format_mb(size)}, the limit is {format_mb(self.max_bytes)}",
+                f"document is {sent}, the limit is {limit}",
                 param=param,
                 code="document_too_large",
             )

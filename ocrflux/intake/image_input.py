@@ -59,9 +59,14 @@ def split_inline(url: str) -> tuple[str | None, str]:
     return None, url
 
 
+def encoded_size(b64: str) -> int:
+    """The bytes base64 text decodes to, without decoding it (its padding not counted)."""
+    return len(b64) * 3 // 4 - b64[-2:].count("=")
+
+
 def check_encoded_size(b64: str, max_bytes: int) -> None:
     # Estimated before decoding so a huge body is refused without allocating its bytes.
-    estimate = len(b64) * 3 // 4 - b64[-2:].count("=")
+    estimate = encoded_size(b64)
     if estimate > max_bytes:
         raise too_big(estimate, max_bytes)
 
