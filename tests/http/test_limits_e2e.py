@@ -76,6 +76,19 @@ def test_an_oversized_head_is_a_431_and_the_connection_closes(
     assert httpx.get(f"{gateway.url}/health").status_code == 200
 
 
+def test_a_client_still_sending_when_refused_reads_its_431(
+    connect: Callable[[], socket.socket], gateway: Process
+) -> None:
+    # Closing a socket with unread bytes sends a reset, which can destroy the answer before
+    # the client reads it: the refusal is written, then what follows is read and dropped.
+    sock = connect()
+    sock.sendall(HEAD + b"x-padding: " + b"a" * 600_000)  # more than one read of it
+    time.sleep(0.2)
+    status, error = status_and_error(read_until_closed(sock))
+    assert status == 431
+    assert error["message"] == "request head is over the limit of 16,384 bytes"
+
+
 def test_a_head_trickled_a_byte_at_a_time_is_cut_with_a_408(
     connect: Callable[[], socket.socket],
 ) -> None:
