@@ -473,3 +473,19 @@ key_junk = st.recursive(  # hashable
 def test_assemble_never_raises(pages: Any, merges: Any, table_merges: Any) -> None:
     assert isinstance(assemble(pages, merges, table_merges), str)
     assert isinstance(plan_table_merges(pages, merges), list)
+
+
+@pytest.mark.parametrize(
+    ("last", "joined"),
+    [
+        ("\u4e00", "\u4e00next"),  # the first CJK ideograph: no space (the toolkit's range)
+        ("\u9fff", "\u9fffnext"),  # the last one: no space
+        ("\u4dff", "\u4dff next"),  # just before the range: a space
+        ("\ua000", "\ua000 next"),  # just after it: a space
+        ("-", "-next"),
+        ("a", "a next"),
+    ],
+)
+def test_the_joiner_at_the_edges_of_the_cjk_range(last: str, joined: str) -> None:
+    pages = [[f"start{last}"], ["next"]]
+    assert assemble(pages, {(0, 1): [(0, 0)]}, {}) == f"start{joined}"
