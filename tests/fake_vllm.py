@@ -10,10 +10,12 @@ Control it over HTTP (tests only):
                    "delay": 0.2, "stream_drop_after": 3, "health_status": 503,
                    "page_answers": {"768x1024": ["not json", "{...}"], "#ff0000": ["{...}"]},
                    "page_failures": {"768x1024": [500]}, "page_delays": {"768x1024": 0.5},
-                   "prompt_answers": [{"contains": ["Previous page:"], "answers": ["[]"]}],
+                   "prompt_answers": [{"contains": ["Previous page:"], "answers": ["[]"],
+                                       "delay": 0.3}],
                    "answer": "text",
                    "stream_chunks": 8, "chunk_delay": 0.01}
-  GET  /_requests  what it received (image URLs replaced by their decoded size)
+  GET  /_requests  what it received (image URLs replaced by their decoded size), with
+                   `received_at` and `answered_at` times
   GET  /_events    stream events such as client disconnects
   GET  /_stats     counters since start (kept by /_reset): chat requests served, health and
                    model checks, answers in service now and at most
@@ -68,7 +70,8 @@ class Behaviour:
         # Extra seconds for a request whose first image has this size (pages finish out of order).
         self.page_delays: dict[str, float] = {}
         # Answers to other prompts (the cross-page merge ones): the first rule whose
-        # `contains` strings all occur in the prompt text answers (`answers` pop in order).
+        # `contains` strings all occur in the prompt text answers (`answers` pop in order),
+        # after its optional `delay` seconds (calls sent together then finish out of order).
         self.prompt_answers: list[dict[str, Any]] = []
         self.answer = "Hello from the fake vLLM."
         self.stream_chunks = 8
@@ -319,7 +322,11 @@ class FakeVLLM:
         extra = 0.0
         if images:
             extra = b.page_delays.get(f"{images[0].get('width')}x{images[0].get('height')}", 0)
+        rule = self.prompt_rule(body)
+        if rule is not None:
+            extra += float(rule.get("delay", 0))
         await b.serve(extra)
+        record["answered_at"] = time.time()
         b.served += 1
         if generation != b.generation:  # reset while this request slept: a plain answer
             b = Behaviour(0.0)
@@ -380,18 +387,25 @@ class FakeVLLM:
         }
         return await self.respond(writer, 200, orjson.dumps(data))
 
-    def answer_for(self, body: dict[str, Any], images: list[dict[str, Any]]) -> str:
+    def prompt_rule(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The first `prompt_answers` rule whose `contains` all occur in the call's text."""
         text = prompt_text(body)
+        for rule in self.b.prompt_answers:
+            if all(part in text for part in rule.get("contains", [])):
+                return rule
+        return None
+
+    def answer_for(self, body: dict[str, Any], images: list[dict[str, Any]]) -> str:
         key = page_key(body, images)
         if key is not None:
             for name in (key, images[0].get("corner")):
                 answers = self.b.page_answers.get(str(name))
                 if answers:
                     return answers.pop(0) if len(answers) > 1 else answers[0]
-        for rule in self.b.prompt_answers:
-            if all(part in text for part in rule.get("contains", [])):
-                answers = rule["answers"]
-                return answers.pop(0) if len(answers) > 1 else answers[0]
+        rule = self.prompt_rule(body)
+        if rule is not None:
+            answers = rule["answers"]
+            return answers.pop(0) if len(answers) > 1 else answers[0]
         return self.b.answer
 
     async def stream(

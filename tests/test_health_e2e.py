@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from tests.support import ROOT, Process, free_port, gateway_env, start_fake_vllm
+from tests.support import (
+    ROOT,
+    FakeVLLMProcess,
+    Process,
+    free_port,
+    gateway_env,
+    start_fake_vllm,
+)
 
 
 def test_health_is_fast_and_reports_the_last_upstream_check(
@@ -140,3 +149,28 @@ def test_env_file_is_read(tmp_path: os.PathLike[str]) -> None:
     settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
     assert settings.max_retries == 4
     assert settings.api_keys == ["a", "b"]
+
+
+def test_sigterm_turns_ready_to_503_draining_at_once(
+    make_gateway: Callable[..., Process], fake: FakeVLLMProcess
+) -> None:
+    # The fast suite's copy of the load suite's case (d): a /ready in flight when SIGTERM
+    # comes answers 503 draining, and an in-flight request still completes.
+    gateway = make_gateway(prompt_mode="passthrough", shutdown_grace=10, ready_cache_seconds=0)
+    before = httpx.get(f"{gateway.url}/ready", timeout=5)
+    assert (before.status_code, before.json()["status"]) == (200, "ready")
+    fake.control(health_delay=1.0, delay=1.5)  # the check and the answer are still running
+    chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    with ThreadPoolExecutor(2) as pool:
+        ready = pool.submit(httpx.get, f"{gateway.url}/ready", timeout=10)
+        answer = pool.submit(
+            httpx.post, f"{gateway.url}/v1/chat/completions", json=chat, timeout=10
+        )
+        time.sleep(0.4)  # both are in flight
+        gateway.proc.send_signal(signal.SIGTERM)
+        during = ready.result()
+        completed = answer.result()
+    assert (during.status_code, during.json()["status"]) == (503, "draining")
+    assert completed.status_code == 200
+    assert completed.json()["choices"][0]["message"]["content"] == "Hello from the fake vLLM."
+    assert gateway.proc.wait(timeout=15) in (0, -signal.SIGTERM)

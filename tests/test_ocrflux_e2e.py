@@ -16,7 +16,9 @@ from PIL import Image, ImageDraw
 
 from ocrflux.engines.vllm_calls import CHAT_TEMPLATE_TEXT
 from ocrflux.format.page import build_page_prompt
+from ocrflux.intake.images import toolkit_size
 from ocrflux.intake.tokens import estimate_text_tokens, image_tokens
+from tests.documents.pdfs import page_json
 from tests.support import FakeVLLMProcess, Process
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pages"
@@ -472,3 +474,47 @@ def test_a_page_that_cannot_be_decoded_to_shrink_it_is_an_invalid_image(
     response = post(gateway, {"model": "m", "messages": [{"role": "user", "content": parts}]})
     assert_undecodable_page(response)
     assert fake.requests() == []
+
+
+def _coloured_page(width: int, colour: tuple[int, int, int]) -> str:
+    """A 800-high page whose top-left square has `colour` (the fake keys answers by it)."""
+    image = Image.new("RGB", (width, 800), "white")
+    image.paste(colour, (0, 0, 80, 80))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_twelve_images_join_in_page_order_and_fallbacks_are_numbered_in_order(
+    ocrflux_gateway: Process, fake: FakeVLLMProcess
+) -> None:
+    # Twelve images (more than 9: page 10 must not sort before page 2), the first answering
+    # last; pages 3 and 12 never decode.
+    colours = [(10 * k + 5, 100, 200) for k in range(12)]
+    widths = [600 + 10 * k for k in range(12)]
+    sent = [toolkit_size(w, 800, 1024) for w in widths]  # the sizes the fake will see
+    assert len(set(sent)) == 12
+    answers = {
+        "#{:02x}{:02x}{:02x}".format(*c): [page_json(f"Image {k + 1} of twelve.")]
+        for k, c in enumerate(colours)
+    }
+    answers["#1964c8"] = ["not page json"]  # page 3: colour (25, 100, 200)
+    answers["#7364c8"] = ["not page json either"]  # page 12: colour (115, 100, 200)
+    fake.control(
+        page_answers=answers,
+        page_delays={f"{w}x{h}": 0.04 * (12 - k) for k, (w, h) in enumerate(sent)},
+    )
+    parts: list[dict[str, Any]] = [
+        {"type": "image_url", "image_url": {"url": _coloured_page(w, c)}}
+        for w, c in zip(widths, colours, strict=True)
+    ]
+    body = {"model": "m", "messages": [{"role": "user", "content": parts}]}
+    response = post(ocrflux_gateway, {**body, "output_format": "markdown"})
+    assert response.status_code == 200, response.text
+    assert response.headers["x-ocrflux-fallback-pages"] == "3,12"
+    assert response.json()["choices"][0]["message"]["content"] == (
+        "Image 1 of twelve.\n\nImage 2 of twelve.\n\nnot page json\n\nImage 4 of twelve.\n\n"
+        "Image 5 of twelve.\n\nImage 6 of twelve.\n\nImage 7 of twelve.\n\n"
+        "Image 8 of twelve.\n\nImage 9 of twelve.\n\nImage 10 of twelve.\n\n"
+        "Image 11 of twelve.\n\nnot page json either"
+    )

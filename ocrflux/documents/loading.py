@@ -25,6 +25,7 @@ from ocrflux.intake.image_input import (
     ImageRejected,
     decode_base64,
     decode_base64_view,
+    encoded_size,
     format_mb,
     split_inline,
 )
@@ -164,22 +165,27 @@ class DocumentLoader:
                 return await self.fetcher.fetch(url, max_bytes=self.max_bytes, what="document")
             payload = inline_data.take(url)
             if payload is not None:  # a big inline document: decoded off the event loop
-                self.check_size(len(payload) * 3 // 4, param)
+                # Padding decodes to nothing, as for a small one (see below).
+                self.check_size(len(payload) * 3 // 4 - bytes(payload[-2:]).count(b"="), param)
                 try:
                     return await asyncio.to_thread(decode_base64_view, payload, self.max_bytes)
                 finally:
                     payload.release()
             _, b64 = split_inline(url)
-            self.check_size(len(b64) * 3 // 4, param)
+            # Padding decodes to nothing: a document exactly at the limit is not refused.
+            self.check_size(encoded_size(b64), param)
             return decode_base64(url, self.max_bytes)
         except ImageRejected as exc:
             raise APIError(exc.status, exc.message, param=param, code="invalid_document") from None
 
     def check_size(self, size: int, param: str) -> None:
         if size > self.max_bytes:
+            sent, limit = format_mb(size), format_mb(self.max_bytes)
+            if sent == limit:  # "1 KB, the limit is 1 KB" would say nothing: exact counts
+                sent, limit = f"{size:,} bytes", f"{self.max_bytes:,} bytes"
             raise APIError(
                 413,
-                f"document is {format_mb(size)}, the limit is {format_mb(self.max_bytes)}",
+                f"document is {sent}, the limit is {limit}",
                 param=param,
                 code="document_too_large",
             )

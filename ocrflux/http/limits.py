@@ -8,6 +8,13 @@ Here a head larger than MAX_REQUEST_HEADER_BYTES is a 431, and a head not comple
 REQUEST_HEADER_TIMEOUT (from the connection, or the request's first byte on a kept-alive one)
 or a body not complete within REQUEST_BODY_TIMEOUT of its head is a 408; both close the
 connection. A reverse proxy in front (for TLS, say) may be stricter still.
+
+Closing a socket whose client is still sending makes the kernel answer with a reset, which
+can destroy the refusal in the client's receive buffer before it reads it (a 40 KB head got
+a reset instead of its 431 under load). So a refused connection closes the lingering way:
+the answer is written and the write side shut (FIN), what the client still sends is read
+and dropped, and the socket is closed once the client closes, after LINGER_SECONDS, or past
+LINGER_BYTES, whichever comes first.
 """
 
 from __future__ import annotations
@@ -22,6 +29,9 @@ from ocrflux.errors import APIError
 from ocrflux.settings import Settings
 
 _REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large"}
+# How long, and how much, a refused client may go on sending before its socket is closed.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 1 << 20
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
@@ -36,6 +46,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True  # before the end of a request's head
         self._head_bytes = 0
         self._deadline: asyncio.TimerHandle | None = None
+        self._linger_left: int | None = None  # bytes still read and dropped after a refusal
 
     # --- timers -------------------------------------------------------------------------------
 
@@ -54,18 +65,33 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int, message: str) -> None:
         """Answer `status` (unless a response has started) and close the connection."""
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._linger_left is not None:
             return
         cycle = self.cycle
-        if self._in_head or cycle is None or not cycle.response_started:
-            body = orjson.dumps(APIError(status, message, code="request_rejected").body())
-            head = (
-                f"HTTP/1.1 {status} {_REASONS[status]}\r\ncontent-type: application/json\r\n"
-                f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
-            )
-            self.transport.write(head.encode() + body)
         self.logger.debug("%s; connection closed", message)  # debug: no log floods
-        self.transport.close()
+        if not (self._in_head or cycle is None or not cycle.response_started):
+            self.transport.close()  # a response is under way: nothing more can be said
+            return
+        body = orjson.dumps(APIError(status, message, code="request_rejected").body())
+        head = (
+            f"HTTP/1.1 {status} {_REASONS[status]}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        )
+        self.transport.write(head.encode() + body)
+        self._linger()
+
+    def _linger(self) -> None:
+        """Shut the write side and drop what the client still sends (see the module doc)."""
+        if cycle := self.cycle:  # the request being read is over: its app must not answer
+            cycle.disconnected = True
+            cycle.message_event.set()
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()  # sent once the answer is: the client reads it, then EOF
+        self._linger_left = LINGER_BYTES
+        self._disarm()
+        self._deadline = self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
     # --- protocol and parser callbacks --------------------------------------------------------
 
@@ -78,6 +104,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._linger_left is not None:  # refused: read and dropped, up to a bound
+            self._linger_left -= len(data)
+            if self._linger_left < 0:
+                self.transport.close()
+            return
         if self._in_head:
             self._head_bytes += len(data)
         super().data_received(data)

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import httpx
 
-from ocrflux.intake.image_input import ImageRejected, format_mb
+from ocrflux.intake.image_input import ImageRejected, format_mb, over_limit
 from ocrflux.settings import Settings
 
 T = TypeVar("T")
@@ -218,9 +218,7 @@ class RemoteFetcher:
     ) -> bytes:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            raise ImageRejected(
-                f"{what} is {format_mb(int(declared))}, the limit is {format_mb(limit)}", 413
-            )
+            raise ImageRejected(over_limit(what, int(declared), limit), 413)
         chunks: list[bytes] = []
         received = 0
         try:

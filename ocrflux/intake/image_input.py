@@ -33,8 +33,17 @@ def format_mb(n: int) -> str:
     return f"{value:.0f} MB" if value == int(value) else f"{value:.1f} MB"
 
 
+def over_limit(what: str, n: int, limit: int) -> str:
+    """ "image is 25.3 MB, the limit is 20 MB"; exact byte counts when both round alike
+    ("64 KB, the limit is 64 KB" would say nothing)."""
+    sent, allowed = format_mb(n), format_mb(limit)
+    if sent == allowed:
+        sent, allowed = f"{n:,} bytes", f"{limit:,} bytes"
+    return f"{what} is {sent}, the limit is {allowed}"
+
+
 def too_big(n: int, limit: int) -> ImageRejected:
-    return ImageRejected(f"image is {format_mb(n)}, the limit is {format_mb(limit)}", 413)
+    return ImageRejected(over_limit("image", n, limit), 413)
 
 
 # --- decoding the client's string -------------------------------------------------------------
@@ -59,9 +68,14 @@ def split_inline(url: str) -> tuple[str | None, str]:
     return None, url
 
 
+def encoded_size(b64: str) -> int:
+    """The bytes base64 text decodes to, without decoding it (its padding not counted)."""
+    return len(b64) * 3 // 4 - b64[-2:].count("=")
+
+
 def check_encoded_size(b64: str, max_bytes: int) -> None:
     # Estimated before decoding so a huge body is refused without allocating its bytes.
-    estimate = len(b64) * 3 // 4 - b64[-2:].count("=")
+    estimate = encoded_size(b64)
     if estimate > max_bytes:
         raise too_big(estimate, max_bytes)
 

@@ -50,13 +50,18 @@ _LOOP_BYTES = CHECK_ON_LOOP_LIMIT * 3 // 4  # the same, in decoded bytes
 
 
 def _background() -> None:
-    """Lower this worker thread's CPU priority (Linux: per thread), best effort.
+    """Lower this worker thread's CPU priority by 10 below the thread that started it (Linux:
+    per thread, inherited at creation), best effort.
 
     Pillow releases the GIL while decoding, resizing and encoding, so the workers compete with
-    the event loop only for cores; at nice 10 the loop wins whenever both want one.
+    the event loop only for cores; 10 nice levels below it, the loop wins whenever both want
+    one. Relative, not absolute: under a gateway started with `nice -n 10`, an absolute 10
+    would leave the workers level with the loop (or fail to go below an inherited 15).
     """
     with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        thread = threading.get_native_id()
+        inherited = os.getpriority(os.PRIO_PROCESS, thread)
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, inherited + 10))
 
 
 class ImagePreparer:

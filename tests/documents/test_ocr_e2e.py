@@ -171,6 +171,31 @@ def test_the_error_rate_limit_fails_the_document(make_gateway: Any, fake: FakeVL
     assert "1 of 2 pages" in error["message"]
 
 
+def test_an_error_rate_exactly_at_the_limit_passes_and_just_over_it_fails(
+    make_gateway: Any, fake: FakeVLLMProcess
+) -> None:
+    gateway = make_gateway(max_page_error_rate=0.25, page_retries=0)
+    pages = [Page(600 + 10 * i, 800, (f"Page {i}.",)) for i in range(4)]
+    answers = {page.key(): [page_json(f"Page {i}.")] for i, page in enumerate(pages)}
+    answers[pages[1].key()] = ["not page json"]
+    fake.control(page_answers=answers)
+    # 1 of 4 pages is a fallback: 0.25, exactly MAX_PAGE_ERROR_RATE, is allowed.
+    at_limit = ocr(gateway, document(make_pdf(pages)))
+    assert at_limit.status_code == 200, at_limit.text
+    assert at_limit.json()["fallback_pages"] == [1]
+    assert at_limit.json()["document_text"] == "Page 0.\n\nPage 2.\n\nPage 3."
+    # 1 of 3: 0.33, over it.
+    over = ocr(gateway, document(make_pdf(pages[:3])))
+    assert over.status_code == 502, over.text
+    assert over.json()["error"] == {
+        "message": "1 of 3 pages could not be read, more than MAX_PAGE_ERROR_RATE=0.25 "
+        "allows (fallback pages: 1)",
+        "type": "server_error",
+        "param": None,
+        "code": "too_many_fallback_pages",
+    }
+
+
 def test_table_format_markdown_turns_plain_tables_into_pipe_tables(
     ocrflux_gateway: Process, fake: FakeVLLMProcess
 ) -> None:

@@ -473,3 +473,43 @@ key_junk = st.recursive(  # hashable
 def test_assemble_never_raises(pages: Any, merges: Any, table_merges: Any) -> None:
     assert isinstance(assemble(pages, merges, table_merges), str)
     assert isinstance(plan_table_merges(pages, merges), list)
+
+
+@pytest.mark.parametrize(
+    ("last", "joined"),
+    [
+        ("\u4e00", "\u4e00next"),  # the first CJK ideograph: no space (the toolkit's range)
+        ("\u9fff", "\u9fffnext"),  # the last one: no space
+        ("\u4dff", "\u4dff next"),  # just before the range: a space
+        ("\ua000", "\ua000 next"),  # just after it: a space
+        ("-", "-next"),
+        ("a", "a next"),
+    ],
+)
+def test_the_joiner_at_the_edges_of_the_cjk_range(last: str, joined: str) -> None:
+    pages = [[f"start{last}"], ["next"]]
+    assert assemble(pages, {(0, 1): [(0, 0)]}, {}) == f"start{joined}"
+
+
+T1 = "<table><tr><td>1</td></tr></table>"
+T2 = "<table><tr><td>2</td></tr></table>"
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        (0, 1, 1, 0),  # element 1 of page 0: one past its last element
+        (0, 1, 0, 1),  # element 1 of page 1: one past its last element
+        (1, 1, 0, 0),  # a page merged with itself
+        (1, 0, 0, 0),  # pages the wrong way round
+        (0, 2, 0, 0),  # page 2 does not exist
+    ],
+)
+def test_table_merges_just_outside_the_pages_are_ignored(key: tuple[int, int, int, int]) -> None:
+    pages = [[T1], [T2]]
+    assert assemble(pages, {}, {key: "<table>merged</table>"}) == f"{T1}\n\n{T2}"
+
+
+def test_a_table_merge_naming_a_fallback_page_is_ignored() -> None:
+    assert assemble([None, [T2]], {}, {(0, 1, 0, 0): "<table>merged</table>"}) == T2
+    assert assemble([[T1], None], {}, {(0, 1, 0, 0): "<table>merged</table>"}) == T1

@@ -76,6 +76,43 @@ def test_an_oversized_head_is_a_431_and_the_connection_closes(
     assert httpx.get(f"{gateway.url}/health").status_code == 200
 
 
+def test_a_head_of_exactly_the_limit_is_read_and_one_byte_more_is_a_431(
+    connect: Callable[[], socket.socket], gateway: Process, fake: FakeVLLMProcess
+) -> None:
+    # 16,384 head bytes, the end of head among them: answered.
+    start = HEAD + b"content-length: %d\r\nx-padding: " % len(BODY)
+    exact = start + b"a" * (16_384 - len(start) - 4) + b"\r\n\r\n"
+    assert len(exact) == 16_384
+    sock = connect()
+    sock.sendall(exact + BODY)
+    answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    # 16,384 bytes of a head not yet ended: still waited for; one byte more: refused.
+    sock = connect()
+    sock.sendall(exact[:-4] + b"\r\n")
+    sock.sendall(b"b" * (16_384 - len(exact) + 2))
+    sock.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        sock.recv(1)
+    sock.settimeout(10)
+    sock.sendall(b"b")
+    status, error = status_and_error(read_until_closed(sock))
+    assert (status, error["message"]) == (431, "request head is over the limit of 16,384 bytes")
+
+
+def test_a_client_still_sending_when_refused_reads_its_431(
+    connect: Callable[[], socket.socket], gateway: Process
+) -> None:
+    # Closing a socket with unread bytes sends a reset, which can destroy the answer before
+    # the client reads it: the refusal is written, then what follows is read and dropped.
+    sock = connect()
+    sock.sendall(HEAD + b"x-padding: " + b"a" * 600_000)  # more than one read of it
+    time.sleep(0.2)
+    status, error = status_and_error(read_until_closed(sock))
+    assert status == 431
+    assert error["message"] == "request head is over the limit of 16,384 bytes"
+
+
 def test_a_head_trickled_a_byte_at_a_time_is_cut_with_a_408(
     connect: Callable[[], socket.socket],
 ) -> None:

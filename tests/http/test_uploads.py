@@ -96,6 +96,36 @@ async def test_the_file_goes_to_disk_and_the_fields_come_back_as_text(tmp_path: 
     assert left_in(tmp_path) == []  # removed when the block ends
 
 
+async def test_a_form_exactly_at_every_limit_is_accepted(tmp_path: Path) -> None:
+    # The refusals below are one past each limit; this is each limit itself: a file of
+    # exactly max_file_bytes, 32 fields (MAX_FORM_FIELDS), one of them exactly 64 KB.
+    data = os.urandom(MB)
+    fields = [part(f"f{n}", b"v") for n in range(31)] + [part("pages", b"1" * (64 * 1024))]
+    body = form(part("file", data, "exact.pdf"), *fields)
+    async with read_multipart(
+        request(body),
+        tmp_path,
+        max_file_bytes=MB,
+        budget=BodyBudget(64 * MB),
+        max_fields=32,
+        max_field_bytes=64 * 1024,
+    ) as parsed:
+        assert parsed.file is not None and parsed.file.size == 1_048_576
+        assert await parsed.file.read_bytes() == data
+        assert len(parsed.fields) == 32 and len(parsed.fields["pages"]) == 65_536
+
+
+async def test_a_file_one_byte_over_the_limit_is_a_413(tmp_path: Path) -> None:
+    body = form(part("file", b"x" * (MB + 1), "over.pdf"))
+    with pytest.raises(APIError) as refused:
+        async with read_multipart(
+            request(body), tmp_path, max_file_bytes=MB, budget=BodyBudget(64 * MB)
+        ):
+            pass
+    assert (refused.value.status, refused.value.code) == (413, "file_too_large")
+    assert left_in(tmp_path) == []
+
+
 async def test_only_a_slice_of_the_file_is_ever_in_memory(tmp_path: Path) -> None:
     data = os.urandom(8 * MB)
     budget = BodyBudget(64 * MB)

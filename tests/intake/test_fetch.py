@@ -8,6 +8,7 @@ connecting anywhere.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import concurrent.futures
 import contextlib
@@ -364,15 +365,44 @@ async def test_image_preparer_every_source(transport: ServerOnly, port: int) -> 
         await preparer.aclose()
 
 
-async def test_image_workers_run_below_the_event_loop_priority() -> None:
-    preparer = ImagePreparer(settings())
-    try:
-        nice = await preparer._run(
-            lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-        )
-    finally:
-        await preparer.aclose()
-    assert nice == os.getpriority(os.PRIO_PROCESS, 0) + 10 or nice == 19
+def _loop_and_worker_nice(extra: int) -> tuple[int, int]:
+    """In a fresh thread niced `extra` levels below this one (a gateway started under `nice`),
+    an event loop with an ImagePreparer: (the loop thread's nice, an image worker's nice)."""
+    result: list[tuple[int, int]] = []
+
+    def gateway_thread() -> None:
+        me = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, me, min(19, os.getpriority(os.PRIO_PROCESS, me) + extra))
+
+        async def main() -> tuple[int, int]:
+            preparer = ImagePreparer(settings())
+            try:
+                worker = await preparer._run(
+                    lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+                )
+            finally:
+                await preparer.aclose()
+            return os.getpriority(os.PRIO_PROCESS, me), worker
+
+        result.append(asyncio.run(main()))
+
+    thread = threading.Thread(target=gateway_thread)
+    thread.start()
+    thread.join(30)
+    (niceness,) = result
+    return niceness
+
+
+@pytest.mark.parametrize("extra", [0, 5, 10], ids=["plain", "nice-5", "nice-10"])
+def test_image_workers_run_below_the_event_loop_priority(extra: int) -> None:
+    # Ten levels below the loop's thread whatever it started at (capped at 19, the lowest):
+    # `nice -n 10 python -m pytest` used to leave the workers at the loop's own 10.
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    loop, worker = _loop_and_worker_nice(extra)
+    assert loop == min(19, base + extra)
+    assert worker == min(19, loop + 10)
+    if loop < 19:
+        assert worker > loop
 
 
 @pytest.mark.parametrize(

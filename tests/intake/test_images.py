@@ -184,6 +184,24 @@ def test_size_cap_on_downloaded_bytes() -> None:
     assert caught.value.status == 413
 
 
+@pytest.mark.parametrize("padding", [0, 1, 2])
+def test_an_inline_image_exactly_at_the_size_cap_is_accepted(padding: int) -> None:
+    # Sizes 3n, 3n+1, 3n+2: base64 with no, two and one '=' of padding, none of it counted.
+    png = encode(Image.new("RGB", (40, 30), "white"), "PNG")
+    data = png + b"\0" * ((padding - len(png)) % 3)  # Pillow ignores bytes after IEND
+    assert len(data) % 3 == padding
+    url = "data:image/png;base64," + base64.b64encode(data).decode()
+    prepared = prepare_inline(url, ImageOptions(max_bytes=len(data)))
+    assert (prepared.width, prepared.height) == (40, 30)
+    with pytest.raises(ImageRejected) as caught:
+        prepare_inline(url, ImageOptions(max_bytes=len(data) - 1))
+    assert caught.value.status == 413
+    assert (
+        caught.value.message
+        == f"image is {len(data):,} bytes, the limit is {len(data) - 1:,} bytes"
+    )
+
+
 def test_format_mb() -> None:
     assert format_mb(20 * 1024 * 1024) == "20 MB"
     assert format_mb(int(25.3 * 1024 * 1024)) == "25.3 MB"

@@ -126,6 +126,23 @@ async def test_two_gateways_never_claim_the_same_line(engine: AsyncEngine) -> No
     assert not set(a) & set(b)
 
 
+async def test_lines_are_claimed_in_line_order_and_an_expired_one_comes_first_again(
+    engine: AsyncEngine,
+) -> None:
+    clock = Clock()
+    queue = await running_batch(engine, clock, 12)
+    batch = await get(engine)
+    claims = []
+    for _ in range(3):
+        claims.append([c.line_no for c in await queue.claim_lines(batch, ["key"], 5, LEASE)])
+    assert claims == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11]]  # 10 after 9, not after 1
+    assert await queue.claim_lines(batch, ["key"], 5, LEASE) == []  # all leased
+    # Every lease expires (the gateway is gone): claimed again from the lowest line.
+    clock.now += LEASE + 1
+    taken = await queue.claim_lines(batch, ["key"], 3, LEASE)
+    assert [(t.line_no, t.attempts) for t in taken] == [(0, 2), (1, 2), (2, 2)]
+
+
 async def test_an_expired_lease_moves_the_line_and_fences_out_the_old_commit(
     engine: AsyncEngine,
 ) -> None:

@@ -140,6 +140,65 @@ async def test_slots_go_round_robin_between_flows_holding_equal_shares() -> None
     await asyncio.gather(*tasks)
 
 
+async def _served_in_turn(flows: list[str], calls_each: int) -> list[str]:
+    """With one slot, each call releasing as soon as it is granted: who is served, in order."""
+    admission = Admission(limit=1, max_queue=100, timeout=30)
+    granted: list[str] = []
+
+    async def call(flow: str) -> None:
+        await admission.acquire(flow)
+        granted.append(flow)
+
+    await admission.acquire("first")
+    tasks = [asyncio.ensure_future(call(f)) for f in flows for _ in range(calls_each)]
+    await settle()
+    admission.release("first")
+    await settle()
+    # Every choice below is made between flows that hold nothing: only the turn order decides.
+    while len(granted) < len(tasks):
+        served = len(granted)
+        admission.release(granted[-1])
+        await settle()
+        assert len(granted) == served + 1
+    await asyncio.gather(*tasks)
+    admission.release(granted[-1])
+    assert admission.in_use == 0
+    return granted
+
+
+async def test_the_flow_just_served_goes_to_the_back_of_the_turn_order() -> None:
+    # Two flows waiting: after a's call, b is next (a served again would starve b).
+    assert await _served_in_turn(["a", "b"], 3) == ["a", "b", "a", "b", "a", "b"]
+
+
+async def test_three_waiting_flows_are_served_in_turn() -> None:
+    served = await _served_in_turn(["a", "b", "c"], 3)
+    assert served == ["a", "b", "c", "a", "b", "c", "a", "b", "c"]
+
+
+async def test_a_flow_arriving_later_waits_for_its_turn_behind_the_earlier_ones() -> None:
+    admission = Admission(limit=1, max_queue=100, timeout=30)
+    granted: list[str] = []
+
+    async def call(flow: str) -> None:
+        await admission.acquire(flow)
+        granted.append(flow)
+
+    await admission.acquire("first")
+    tasks = [asyncio.ensure_future(call(f)) for f in ["a", "a", "b", "b"]]
+    await settle()
+    admission.release("first")  # a is served: the turn order is now b, a
+    await settle()
+    tasks.append(asyncio.ensure_future(call("c")))  # c joins behind them: b, a, c
+    await settle()
+    for _ in range(4):
+        admission.release(granted[-1])
+        await settle()
+    assert granted == ["a", "b", "a", "c", "b"]
+    await asyncio.gather(*tasks)
+    admission.release(granted[-1])
+
+
 async def test_retry_after_grows_with_the_queue() -> None:
     admission = Admission(limit=2, max_queue=100, timeout=30)
     admission.mean_hold = 2.0
