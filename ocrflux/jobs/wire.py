@@ -49,6 +49,7 @@ def file_object(record: FileRecord) -> dict[str, Any]:
         "num_lines": record.num_lines,
         "mimetype": record.mimetype,
         "signature": None,
+        "deleted": False,  # Mistral's `GetFileResponse` requires it
     }
 
 

@@ -105,3 +105,26 @@ def test_a_job_on_an_unknown_endpoint_or_file_is_refused(mistral: Mistral) -> No
     with pytest.raises(errors.SDKError) as endpoint:
         mistral.batch.jobs.create(input_files=["file-nope"], endpoint="/v1/embeddings")
     assert endpoint.value.status_code == 400 and "endpoint" in endpoint.value.body
+
+
+def test_files_are_listed_retrieved_and_deleted_through_the_mistral_sdk(mistral: Mistral) -> None:
+    pdf = make_pdf([Page(612, 792, ("Kept.",))])
+    document = mistral.files.upload(file={"file_name": "a.pdf", "content": pdf}, purpose="ocr")
+    requests_file = mistral.files.upload(
+        file={"file_name": "r.jsonl", "content": jsonl([{"custom_id": "x", "body": {}}])},
+        purpose="batch",
+    )
+    found = mistral.files.retrieve(file_id=document.id)
+    assert (found.id, found.filename, found.size_bytes) == (document.id, "a.pdf", len(pdf))
+    assert found.purpose == "ocr" and found.deleted is False
+    listed = mistral.files.list(page_size=1)
+    assert [f.id for f in listed.data] == [requests_file.id] and listed.total is not None
+    assert listed.total >= 2
+    second = mistral.files.list(page=1, page_size=1)
+    assert [f.id for f in second.data] == [document.id]
+    by_purpose = mistral.files.list(purpose="ocr")
+    assert document.id in [f.id for f in by_purpose.data]
+    assert requests_file.id not in [f.id for f in by_purpose.data]
+    deleted = mistral.files.delete(file_id=document.id)
+    assert (deleted.id, deleted.deleted) == (document.id, True)
+    assert document.id not in [f.id for f in mistral.files.list().data]
