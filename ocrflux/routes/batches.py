@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
@@ -136,7 +137,14 @@ async def list_jobs(
     status: Annotated[list[str] | None, Query()] = None,
     created_after: datetime | None = None,
     created_by_me: bool = False,  # every job a key sees is its own
+    model: str | None = None,
+    agent_id: str | None = None,
+    order_by: str = "-created",
+    metadata: str | None = None,
 ) -> Response:
+    if order_by not in ("created", "-created"):
+        raise APIError(400, "order_by must be 'created' or '-created'", param="order_by")
+    pairs = _metadata_filter(request, metadata)
     statuses: list[Status] = []
     for name in status or []:
         if name not in MISTRAL_STATUSES and name != "CANCELLATION_REQUESTED":
@@ -147,14 +155,41 @@ async def list_jobs(
             statuses.append(MISTRAL_STATUSES[name])
             if name == "RUNNING":
                 statuses.append(Status.FINALIZING)
+    if agent_id:  # no job here runs an agent
+        return json_response(mistral_job_list([], 0))
     records, total = await jobs.catalog.list_batches(
         owner_of(request, settings),
         limit=page_size,
         offset=page * page_size,
         statuses=statuses,
         created_after=int(created_after.timestamp()) if created_after else None,
+        model=model,
+        metadata=pairs,
+        oldest_first=order_by == "created",
     )
     return json_response(mistral_job_list(records, total))
+
+
+# The query parameters `GET /v1/batch/jobs` knows; Mistral's SDK sends a `metadata` filter
+# exploded, each pair a parameter of its own, so any other parameter is a metadata pair.
+_JOB_FILTERS = {
+    "page", "page_size", "status", "created_after", "created_by_me", "model", "agent_id",
+    "order_by", "metadata",
+}  # fmt: skip
+
+
+def _metadata_filter(request: Request, metadata: str | None) -> dict[str, str]:
+    """The metadata pairs a job must hold: exploded parameters, or `metadata` as JSON."""
+    pairs = {k: v for k, v in request.query_params.items() if k not in _JOB_FILTERS}
+    if metadata is not None:
+        try:
+            given = orjson.loads(metadata)
+        except orjson.JSONDecodeError:
+            given = None
+        if not isinstance(given, dict) or not all(isinstance(v, str) for v in given.values()):
+            raise APIError(400, "metadata must be a JSON object of strings", param="metadata")
+        pairs |= given
+    return pairs
 
 
 @batches.get("/batch/jobs/{job_id}")

@@ -10,7 +10,7 @@ import pytest
 from mistralai.client import Mistral
 
 from tests.documents.pdfs import Page, make_pdf, page_json
-from tests.jobs.batch_support import OCR, by_custom_id, data_url, jsonl
+from tests.jobs.batch_support import OCR, by_custom_id, data_url, jsonl, sql
 from tests.support import FakeVLLMProcess, Process, gateway_env, start_gateway
 
 
@@ -128,3 +128,36 @@ def test_files_are_listed_retrieved_and_deleted_through_the_mistral_sdk(mistral:
     deleted = mistral.files.delete(file_id=document.id)
     assert (deleted.id, deleted.deleted) == (document.id, True)
     assert document.id not in [f.id for f in mistral.files.list().data]
+
+
+def test_jobs_list_applies_every_filter_the_sdk_sends(mistral: Mistral, gateway: Process) -> None:
+    from datetime import UTC, datetime
+
+    upload = mistral.files.upload(
+        file={"file_name": "r.jsonl", "content": jsonl([{"custom_id": "x", "body": {}}])},
+        purpose="batch",
+    )
+    made = [
+        mistral.batch.jobs.create(
+            input_files=[upload.id], endpoint=OCR, model=model, metadata={"team": team}
+        ).id
+        for model, team in (("ocr-a", "red"), ("ocr-b", "red"), ("ocr-a", "blue"))
+    ]
+    for job_id in made:
+        until_ended(mistral, job_id)
+    sql(gateway, "UPDATE batches SET created_at = 1000 WHERE id = ?", made[0])
+
+    def ids(**filters: object) -> list[str]:
+        page = mistral.batch.jobs.list(**filters)  # type: ignore[arg-type]
+        return [j.id for j in page.data or [] if j.id in made]
+
+    assert ids() == made[::-1]  # newest first
+    assert ids(order_by="created") == made
+    assert ids(model="ocr-a") == [made[2], made[0]]
+    assert ids(metadata={"team": "red"}) == [made[1], made[0]]
+    assert ids(metadata={"team": "red"}, model="ocr-a") == [made[0]]
+    assert ids(created_after=datetime(2001, 1, 1, tzinfo=UTC)) == [made[2], made[1]]
+    assert ids(created_by_me=True) == made[::-1]
+    assert ids(agent_id="an-agent") == []
+    page = mistral.batch.jobs.list(page=1, page_size=1, model="ocr-a")
+    assert [j.id for j in page.data or []] == [made[0]] and page.total == 2

@@ -265,3 +265,25 @@ async def test_batches_list_newest_first_by_owner(engine: AsyncEngine, limit: in
     assert await catalog.active_batches("alice") == 5
     filtered, _ = await catalog.list_batches("alice", limit=10, statuses=[Status.COMPLETED])
     assert filtered == []
+
+
+async def test_batches_are_filtered_by_model_and_metadata_pairs(engine: AsyncEngine) -> None:
+    from dataclasses import replace
+
+    catalog = Catalog(engine)
+    tags = [("ocr-a", {"team": "red", "k'\"$.x": "1"}), ("ocr-b", {"team": "red"}), ("ocr-a", None)]
+    for n, (model, metadata) in enumerate(tags):
+        await catalog.add_batch(replace(a_batch(f"batch_{n}"), model=model, metadata=metadata))
+
+    async def ids(**filters: object) -> list[str]:
+        found, total = await catalog.list_batches("alice", limit=10, **filters)  # type: ignore[arg-type]
+        assert total == len(found)
+        return [b.id for b in found]
+
+    assert await ids(model="ocr-a") == ["batch_2", "batch_0"]
+    assert await ids(metadata={"team": "red"}) == ["batch_1", "batch_0"]
+    assert await ids(metadata={"team": "red", "k'\"$.x": "1"}) == ["batch_0"]
+    assert await ids(metadata={"team": "blue"}) == []
+    assert await ids(oldest_first=True) == ["batch_0", "batch_1", "batch_2"]
+    page, _ = await catalog.list_batches("alice", limit=1, after="batch_0", oldest_first=True)
+    assert [b.id for b in page] == ["batch_1"]

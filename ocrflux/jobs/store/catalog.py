@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy import JSON, ColumnElement, Row, cast, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ocrflux.jobs.records import ACTIVE, BatchRecord, FileRecord, Status
@@ -177,9 +177,16 @@ class Catalog:
         statuses: Sequence[Status] = (),
         created_after: int | None = None,
         api: str | None = None,
+        model: str | None = None,
+        metadata: dict[str, str] | None = None,
+        oldest_first: bool = False,
     ) -> tuple[list[BatchRecord], int]:
-        """A page of batches, newest first, and how many match in all."""
+        """A page of batches, newest first (or oldest), and how many match in all."""
         where = [batches.c.owner == owner]
+        if model is not None:
+            where.append(batches.c.model == model)
+        for key, value in (metadata or {}).items():
+            where.append(self._has_pair(key, value))
         if statuses:
             where.append(batches.c.status.in_([s.value for s in statuses]))
         if created_after is not None:
@@ -191,16 +198,25 @@ class Catalog:
                 await conn.execute(select(func.count()).select_from(batches).where(*where))
             ).scalar_one()
             if after:
-                where.append(batches.c.id < after)
+                where.append(batches.c.id > after if oldest_first else batches.c.id < after)
             query = (
                 select(batches)
                 .where(*where)
-                .order_by(batches.c.id.desc())
+                .order_by(batches.c.id if oldest_first else batches.c.id.desc())
                 .offset(offset)
                 .limit(limit)
             )
             rows = (await conn.execute(query)).all()
         return [batch_record(r) for r in rows], total
+
+    def _has_pair(self, key: str, value: str) -> ColumnElement[bool]:
+        """The batch's metadata holds `key: value` (any key: no JSON path to quote)."""
+        if self.engine.dialect.name == "postgresql":
+            pairs = func.json_each_text(cast(batches.c.metadata, JSON))
+        else:
+            pairs = func.json_each(batches.c.metadata)
+        each = pairs.table_valued("key", "value")
+        return select(each.c.key).where(each.c.key == key, each.c.value == value).exists()
 
     async def active_batches(self, owner: str) -> int:
         async with self.engine.connect() as conn:
