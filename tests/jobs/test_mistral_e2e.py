@@ -161,3 +161,34 @@ def test_jobs_list_applies_every_filter_the_sdk_sends(mistral: Mistral, gateway:
     assert ids(agent_id="an-agent") == []
     page = mistral.batch.jobs.list(page=1, page_size=1, model="ocr-a")
     assert [j.id for j in page.data or []] == [made[0]] and page.total == 2
+
+
+def test_a_job_past_its_timeout_ends_timeout_exceeded_with_its_partial_output(
+    mistral: Mistral, fake: FakeVLLMProcess, gateway: Process
+) -> None:
+    fake.control(answer=page_json("x"), delay=0.3, capacity=1)
+    pdf = make_pdf([Page(612, 792, ("Late.",))])
+    lines = [
+        {"custom_id": f"doc-{n}", "body": {"document": {
+            "type": "document_url", "document_url": data_url(pdf, "application/pdf")}}}
+        for n in range(30)
+    ]  # fmt: skip
+    upload = mistral.files.upload(
+        file={"file_name": "late.jsonl", "content": jsonl(lines)}, purpose="batch"
+    )
+    job = mistral.batch.jobs.create(input_files=[upload.id], endpoint=OCR, timeout_hours=1)
+    deadline = time.monotonic() + 30
+    while mistral.batch.jobs.get(job_id=job.id).succeeded_requests < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    sql(gateway, "UPDATE batches SET expires_at = ? WHERE id = ?", int(time.time()), job.id)
+    done = until_ended(mistral, job.id)
+    assert done.status == "TIMEOUT_EXCEEDED", done  # type: ignore[attr-defined]
+    assert done.total_requests == 30 and done.completed_requests == 30  # type: ignore[attr-defined]
+    assert 1 <= done.succeeded_requests < 30  # type: ignore[attr-defined]
+    output = mistral.files.download(file_id=done.output_file).read()  # type: ignore[attr-defined]
+    errors = mistral.files.download(file_id=done.error_file).read()  # type: ignore[attr-defined]
+    assert len(output.splitlines()) == done.succeeded_requests  # type: ignore[attr-defined]
+    skipped = [orjson.loads(line) for line in errors.splitlines()]
+    assert len(skipped) == 30 - done.succeeded_requests  # type: ignore[attr-defined]
+    assert {s["error"]["code"] for s in skipped if s["response"] is None} == {"batch_expired"}
