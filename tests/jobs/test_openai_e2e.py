@@ -276,3 +276,23 @@ def test_metrics_count_batches_and_lines_and_ready_ignores_the_backlog(
     assert ("ocrflux_background_in_flight", ()) in samples
     sdk.batches.cancel(waiting.id)
     finish(sdk, waiting)
+
+
+def test_files_list_in_pages_by_purpose_and_order(sdk: openai.OpenAI) -> None:
+    pdf = make_pdf([Page(612, 792, ("Listed.",))])
+    made = [
+        sdk.files.create(file=(f"{n}.pdf", io.BytesIO(pdf)), purpose="ocr").id  # type: ignore[arg-type]
+        for n in range(3)
+    ]
+    newest = sdk.files.list(purpose="ocr", limit=2)
+    assert [f.id for f in newest.data] == [made[2], made[1]] and newest.has_more
+    assert all(f.purpose == "ocr" for f in newest.data)
+    rest = sdk.files.list(purpose="ocr", limit=2, after=made[1])
+    assert [f.id for f in rest.data][:1] == [made[0]]
+    oldest = sdk.files.list(purpose="ocr", order="asc", after=made[0], limit=10)
+    assert [f.id for f in oldest.data] == made[1:] and not oldest.has_more
+    followed = [f.id for f in sdk.files.list(purpose="ocr", limit=1)]  # the SDK turns pages
+    assert followed[:3] == made[::-1] and len(followed) == len(set(followed))
+    assert made[0] not in [f.id for f in sdk.files.list(purpose="batch", limit=10_000)]
+    with pytest.raises(openai.BadRequestError, match="order"):
+        sdk.files.list(order="sideways")  # type: ignore[arg-type]
