@@ -6,6 +6,7 @@ routes shape them into OpenAI's and Mistral's objects (`ocrflux.jobs.wire`).
 
 from __future__ import annotations
 
+import bisect
 import enum
 from dataclasses import dataclass, field
 from typing import Any
@@ -153,9 +154,13 @@ class ValidationErrors:
     def add(
         self, code: str, message: str, line: int | None = None, param: str | None = None
     ) -> None:
+        """Keep the first `limit` errors by line (repeated custom_ids are found a chunk
+        later than the other errors of their lines)."""
         self.count += 1
-        if len(self.data) < self.limit:
-            self.data.append({"code": code, "message": message, "param": param, "line": line})
+        entry = {"code": code, "message": message, "param": param, "line": line}
+        bisect.insort(self.data, entry, key=lambda e: e["line"] or 0)
+        if len(self.data) > self.limit:
+            self.data.pop()
 
     def summary(self) -> list[dict[str, Any]]:
         """The errors kept, plus one that counts the rest."""

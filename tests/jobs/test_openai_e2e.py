@@ -296,3 +296,24 @@ def test_files_list_in_pages_by_purpose_and_order(sdk: openai.OpenAI) -> None:
     assert made[0] not in [f.id for f in sdk.files.list(purpose="batch", limit=10_000)]
     with pytest.raises(openai.BadRequestError, match="order"):
         sdk.files.list(order="sideways")  # type: ignore[arg-type]
+
+
+def test_every_bad_line_is_named_and_the_rest_counted(sdk: openai.OpenAI) -> None:
+    good = requests(OCR, [ocr_body("data:application/pdf;base64,AA")])
+    bad = [
+        b"{not json",
+        b'{"method": "POST", "url": "/v1/ocr", "body": {}}',
+        b'{"custom_id": "req-0", "method": "POST", "url": "/v1/ocr", "body": {}}',
+        b'{"custom_id": "c", "method": "POST", "url": "/v1/chat/completions", "body": {}}',
+        b'{"custom_id": "d", "method": "POST", "url": "/v1/ocr", "body": "text"}',
+    ]
+    many = b"\n".join(bad * 3) + b"\n"  # 15 bad lines, lines 2 to 16
+    done = finish(sdk, submit(sdk, good + many, OCR))
+    assert done.status == "failed" and done.errors is not None
+    listed = [(e.code, e.line) for e in done.errors.data or []]
+    codes = ["invalid_json_line", "missing_custom_id", "duplicate_custom_id",
+             "mismatched_endpoint", "invalid_body"]  # fmt: skip
+    assert listed[:10] == [(codes[n % 5], n + 2) for n in range(10)]
+    more = (done.errors.data or [])[10]
+    assert (more.code, more.line) == ("more_errors", None)
+    assert more.message.startswith("5 more lines have errors")
