@@ -317,3 +317,16 @@ def test_every_bad_line_is_named_and_the_rest_counted(sdk: openai.OpenAI) -> Non
     more = (done.errors.data or [])[10]
     assert (more.code, more.line) == ("more_errors", None)
     assert more.message.startswith("5 more lines have errors")
+
+
+def test_a_chat_line_fails_with_the_endpoints_own_error(sdk: openai.OpenAI) -> None:
+    bad = chat_body("data:image/png;base64,bm90IGFuIGltYWdl")  # "not an image"
+    done = finish(sdk, submit(sdk, requests(CHAT, [bad]), CHAT))
+    assert done.status == "completed"  # a line's error is its result, not the batch's
+    assert (done.request_counts.completed, done.request_counts.failed) == (0, 1)
+    (line,) = read_lines(sdk, done.error_file_id)
+    direct = httpx.post(f"{sdk.base_url}chat/completions", json=bad, timeout=30)
+    assert direct.status_code == 400
+    assert line["response"]["status_code"] == 400 and line["response"]["body"] == direct.json()
+    assert line["response"]["body"]["error"]["type"] == "invalid_request_error"
+    assert line["error"] is None
