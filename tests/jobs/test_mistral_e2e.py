@@ -192,3 +192,31 @@ def test_a_job_past_its_timeout_ends_timeout_exceeded_with_its_partial_output(
     skipped = [orjson.loads(line) for line in errors.splitlines()]
     assert len(skipped) == 30 - done.succeeded_requests  # type: ignore[attr-defined]
     assert {s["error"]["code"] for s in skipped if s["response"] is None} == {"batch_expired"}
+
+
+def test_files_list_applies_the_filters_the_sdk_sends(mistral: Mistral) -> None:
+    pdf = make_pdf([Page(612, 792, ("Found.",))])
+    scan = mistral.files.upload(
+        file={"file_name": "Invoice-7Q.pdf", "content": pdf, "content_type": "application/pdf"},
+        purpose="ocr",
+    )
+    lines = [{"custom_id": "x", "body": {"document": {
+        "type": "document_url", "document_url": data_url(pdf, "application/pdf")}}}]  # fmt: skip
+    upload = mistral.files.upload(
+        file={"file_name": "invoice-7q.jsonl", "content": jsonl(lines)}, purpose="batch"
+    )
+    job = mistral.batch.jobs.create(input_files=[upload.id], endpoint=OCR)
+    output = until_ended(mistral, job.id).output_file  # type: ignore[attr-defined]
+    assert output is not None
+
+    def ids(**filters: object) -> list[str]:
+        return [f.id for f in mistral.files.list(**filters).data]  # type: ignore[arg-type]
+
+    assert ids(search="INVOICE-7q") == [upload.id, scan.id]  # any case, newest first
+    assert ids(search="invoice-7q", mimetypes=["application/pdf"]) == [scan.id]
+    assert output in ids(sample_type=["batch_result"])
+    assert not {upload.id, scan.id} & set(ids(sample_type=["batch_result"]))
+    assert ids(search="invoice-7q", sample_type=["batch_request", "batch_error"]) == [upload.id]
+    assert output in ids(source=["mistral"]) and upload.id not in ids(source=["mistral"])
+    assert ids(search="invoice-7q", source=["upload"]) == [upload.id, scan.id]
+    assert ids(search="no such name") == [] and ids(source=["repository"]) == []

@@ -112,11 +112,25 @@ class Catalog:
         purpose: str | None = None,
         newest_first: bool = True,
         offset: int = 0,
+        purposes: Sequence[str] | None = None,
+        uploaded: bool | None = None,
+        search: str | None = None,
+        mimetypes: Sequence[str] | None = None,
     ) -> tuple[list[FileRecord], int]:
-        """A page of files (newest first, or oldest) and how many the owner has in all."""
+        """A page of files (newest first, or oldest) and how many match in all. `purposes`,
+        `mimetypes`: any of them; `uploaded`: uploads (True) or batch outputs (False);
+        `search`: in the file name, in any case."""
         where = [files.c.owner == owner]
         if purpose:
             where.append(files.c.purpose == purpose)
+        if purposes is not None:
+            where.append(files.c.purpose.in_(purposes))
+        if uploaded is not None:
+            where.append(files.c.batch_id.is_(None) if uploaded else files.c.batch_id.is_not(None))
+        if search:
+            where.append(func.lower(files.c.filename).contains(search.lower(), autoescape=True))
+        if mimetypes is not None:
+            where.append(files.c.mimetype.in_(mimetypes))
         async with self.engine.connect() as conn:
             total = (
                 await conn.execute(select(func.count()).select_from(files).where(*where))
