@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from sqlalchemy import insert
@@ -287,3 +288,20 @@ async def test_batches_are_filtered_by_model_and_metadata_pairs(engine: AsyncEng
     assert await ids(oldest_first=True) == ["batch_0", "batch_1", "batch_2"]
     page, _ = await catalog.list_batches("alice", limit=1, after="batch_0", oldest_first=True)
     assert [b.id for b in page] == ["batch_1"]
+
+
+async def test_the_embedded_database_is_sqlite_in_wal_mode_under_data_dir(tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    from ocrflux.jobs.store import database_url
+
+    url = database_url("", str(tmp_path / "data"))
+    engine = await connect(url)
+    try:
+        async with engine.connect() as conn:
+            mode = (await conn.execute(text("PRAGMA journal_mode"))).scalar_one()
+            synchronous = (await conn.execute(text("PRAGMA synchronous"))).scalar_one()
+        assert (mode, synchronous) == ("wal", 1)  # 1: NORMAL
+        assert (tmp_path / "data" / "jobs.sqlite3").exists()
+    finally:
+        await engine.dispose()
