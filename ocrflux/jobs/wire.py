@@ -37,8 +37,17 @@ _MISTRAL_STATUS = {
     Status.EXPIRED: "TIMEOUT_EXCEEDED",
     Status.CANCELLED: "CANCELLED",
 }
-MISTRAL_STATUSES = {
-    value: key for key, value in _MISTRAL_STATUS.items() if key != Status.FINALIZING
+# What each Mistral status means in the store, for `GET /v1/batch/jobs?status=`: (status, was
+# it cancelled: True / False / None for either), so a filter finds just the jobs shown with it.
+Phase = tuple[Status, bool | None]
+MISTRAL_PHASES: dict[str, list[Phase]] = {
+    "QUEUED": [(Status.VALIDATING, None)],
+    "RUNNING": [(Status.IN_PROGRESS, None), (Status.CANCELLING, False), (Status.FINALIZING, False)],
+    "CANCELLATION_REQUESTED": [(Status.CANCELLING, True), (Status.FINALIZING, True)],
+    "SUCCESS": [(Status.COMPLETED, None)],
+    "FAILED": [(Status.FAILED, None)],
+    "TIMEOUT_EXCEEDED": [(Status.EXPIRED, None)],
+    "CANCELLED": [(Status.CANCELLED, None)],
 }
 
 

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from ocrflux.errors import APIError
-from ocrflux.jobs.records import Status
 from ocrflux.jobs.service import check_metadata, completion_hours
 from ocrflux.jobs.wire import (
-    MISTRAL_STATUSES,
+    MISTRAL_PHASES,
+    Phase,
     mistral_job,
     mistral_job_list,
     openai_batch,
@@ -145,23 +145,18 @@ async def list_jobs(
     if order_by not in ("created", "-created"):
         raise APIError(400, "order_by must be 'created' or '-created'", param="order_by")
     pairs = _metadata_filter(request, metadata)
-    statuses: list[Status] = []
+    phases: list[Phase] = []
     for name in status or []:
-        if name not in MISTRAL_STATUSES and name != "CANCELLATION_REQUESTED":
+        if name not in MISTRAL_PHASES:
             raise APIError(400, f"unknown status {name!r}", param="status")
-        if name == "CANCELLATION_REQUESTED":
-            statuses.append(Status.CANCELLING)
-        else:
-            statuses.append(MISTRAL_STATUSES[name])
-            if name == "RUNNING":
-                statuses.append(Status.FINALIZING)
+        phases += MISTRAL_PHASES[name]
     if agent_id:  # no job here runs an agent
         return json_response(mistral_job_list([], 0))
     records, total = await jobs.catalog.list_batches(
         owner_of(request, settings),
         limit=page_size,
         offset=page * page_size,
-        statuses=statuses,
+        phases=phases,
         created_after=int(created_after.timestamp()) if created_after else None,
         model=model,
         metadata=pairs,

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ocrflux.jobs.records import BatchRecord, FileRecord, LineResult, LineSpec, Status
 from ocrflux.jobs.store import Catalog, WorkQueue, connect
-from ocrflux.jobs.store.schema import SchemaTooNew, schema_version
+from ocrflux.jobs.store.schema import SchemaTooNew, batches, schema_version
 
 LEASE = 60.0
 
@@ -305,3 +305,32 @@ async def test_the_embedded_database_is_sqlite_in_wal_mode_under_data_dir(tmp_pa
         assert (tmp_path / "data" / "jobs.sqlite3").exists()
     finally:
         await engine.dispose()
+
+
+async def test_a_mistral_status_filter_finds_exactly_the_jobs_shown_with_that_status(
+    engine: AsyncEngine,
+) -> None:
+    from dataclasses import replace
+
+    from ocrflux.jobs.wire import MISTRAL_PHASES, mistral_status
+
+    catalog = Catalog(engine)
+    states = [(s, None) for s in Status if s not in (Status.CANCELLING, Status.FINALIZING)]
+    states += [(Status.CANCELLING, Status.CANCELLED), (Status.CANCELLING, Status.EXPIRED)]
+    states += [(Status.FINALIZING, o) for o in (Status.COMPLETED, Status.CANCELLED, Status.EXPIRED)]
+    made = []
+    for n, (status, outcome) in enumerate(states):
+        made.append(replace(a_batch(f"batch_{n:02d}"), status=status, outcome=outcome))
+        await catalog.add_batch(made[-1])
+    async with engine.begin() as conn:  # add_batch writes a new batch: set the states
+        for batch in made:
+            await conn.execute(
+                batches.update()
+                .where(batches.c.id == batch.id)
+                .values(status=batch.status.value, outcome=batch.outcome and batch.outcome.value)
+            )
+    for name, phases in MISTRAL_PHASES.items():
+        found, _ = await catalog.list_batches("alice", limit=100, phases=phases)
+        shown = {b.id for b in made if mistral_status(b) == name}
+        assert {b.id for b in found} == shown, name
+    assert set(MISTRAL_PHASES) == {mistral_status(b) for b in made}

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, ColumnElement, Row, cast, delete, func, select, update
+from sqlalchemy import JSON, ColumnElement, Row, and_, cast, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ocrflux.jobs.records import ACTIVE, BatchRecord, FileRecord, Status
@@ -80,6 +80,15 @@ def file_values(record: FileRecord) -> dict[str, Any]:
         "mimetype": record.mimetype,
         "batch_id": record.batch_id,
     }
+
+
+def _phase(status: Status, cancelled: bool | None) -> ColumnElement[bool]:
+    if cancelled is None:
+        return batches.c.status == status.value
+    was = batches.c.outcome == Status.CANCELLED.value
+    if not cancelled:
+        was = or_(batches.c.outcome.is_(None), batches.c.outcome != Status.CANCELLED.value)
+    return and_(batches.c.status == status.value, was)
 
 
 class Catalog:
@@ -194,6 +203,7 @@ class Catalog:
         model: str | None = None,
         metadata: dict[str, str] | None = None,
         oldest_first: bool = False,
+        phases: Sequence[tuple[Status, bool | None]] = (),
     ) -> tuple[list[BatchRecord], int]:
         """A page of batches, newest first (or oldest), and how many match in all."""
         where = [batches.c.owner == owner]
@@ -203,6 +213,8 @@ class Catalog:
             where.append(self._has_pair(key, value))
         if statuses:
             where.append(batches.c.status.in_([s.value for s in statuses]))
+        if phases:  # (status, whether it was cancelled: None for either)
+            where.append(or_(*(_phase(status, cancelled) for status, cancelled in phases)))
         if created_after is not None:
             where.append(batches.c.created_at >= created_after)
         if api:
