@@ -256,8 +256,10 @@ def test_metrics_count_batches_and_lines_and_ready_ignores_the_backlog(
     from prometheus_client.parser import text_string_to_metric_families
 
     page = chat_body(data_url(png(400, 500), "image/png"))
-    done = finish(sdk, submit(sdk, requests(CHAT, [page] * 3), CHAT))
+    refused = chat_body(data_url(png(400, 500), "image/png"), stream=True)  # fails at once
+    done = finish(sdk, submit(sdk, requests(CHAT, [page] * 3 + [refused]), CHAT))
     assert done.status == "completed" and done.request_counts.completed == 3
+    assert done.request_counts.failed == 1
     fake.control(answer=PAGE, delay=2, capacity=1)
     waiting = submit(sdk, requests(CHAT, [page] * 50), CHAT)
     wait(lambda: sdk.batches.retrieve(waiting.id), lambda b: b.status == "in_progress")
@@ -272,7 +274,8 @@ def test_metrics_count_batches_and_lines_and_ready_ignores_the_backlog(
     assert samples[("ocrflux_batches", (("status", "completed"),))] >= 1
     assert samples[("ocrflux_batch_lines_waiting", ())] > 0
     assert samples[("ocrflux_batch_lines_total", (("outcome", "succeeded"),))] >= 3
-    assert samples[("ocrflux_batch_line_duration_seconds_count", ())] >= 3
+    assert samples[("ocrflux_batch_lines_total", (("outcome", "failed"),))] >= 1
+    assert samples[("ocrflux_batch_line_duration_seconds_count", ())] >= 4
     assert ("ocrflux_background_in_flight", ()) in samples
     sdk.batches.cancel(waiting.id)
     finish(sdk, waiting)
