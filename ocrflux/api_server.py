@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ocrflux.settings import Settings
 
-SECRET_SETTINGS = {"api_keys", "vllm_api_key", "metrics_api_key"}
+SECRET_SETTINGS = {"api_keys", "vllm_api_key", "metrics_api_key", "webhook_secret"}
 
 
 def load_settings() -> Settings:

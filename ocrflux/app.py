@@ -23,10 +23,12 @@ from ocrflux.errors import install_handlers
 from ocrflux.http.budget import BodyBudget
 from ocrflux.http.edge import Edge
 from ocrflux.intake.preparation import ImagePreparer
+from ocrflux.jobs.delivery import WebhookDelivery, WebhookSender
 from ocrflux.jobs.executor import LineExecutor
 from ocrflux.jobs.service import JobsService
 from ocrflux.jobs.storage import LocalFileStorage
-from ocrflux.jobs.store import Catalog, WorkQueue, connect, database_url, describe
+from ocrflux.jobs.store import Catalog, Outbox, WorkQueue, connect, database_url, describe
+from ocrflux.jobs.webhooks import batch_event
 from ocrflux.jobs.worker import BatchWorker
 from ocrflux.metrics import watch_upstream
 from ocrflux.pages import PageReader
@@ -110,12 +112,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         jobs = JobsService(settings, catalog, storage)
         chat = ChatService(settings, upstream, images, PageReader(settings, loader, reader))
         ocr = OCRService(settings, loader, reader, files=jobs)
+        me = gateway_name()
+        # With webhooks on, a batch's end enqueues its event, and this gateway sends events.
+        webhooks = None
+        if settings.webhook_url:
+            webhooks = WebhookDelivery(settings, Outbox(database, me), WebhookSender(settings))
         worker = None
         if settings.batch_worker:
             worker = BatchWorker(
                 settings,
                 catalog,
-                WorkQueue(database, gateway_name()),
+                WorkQueue(database, me, on_end=batch_event if webhooks else None),
                 storage,
                 LineExecutor(settings, storage, chat, ocr),
                 has_room=_room_for_batches(settings, upstream),
@@ -151,10 +158,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 upstream.health.start()
             if worker is not None:
                 worker.start()
+            if webhooks is not None:
+                webhooks.start()
             yield
         finally:
             if worker is not None:
                 await worker.aclose()
+            if webhooks is not None:
+                await webhooks.aclose()
             await database.dispose()
             watch_upstream(None)
             if engines.local is not None:

@@ -18,7 +18,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -35,6 +35,7 @@ class ReplicaView(Protocol):
     label: str
     base_url: str
     in_flight: int
+    ejections: int
 
     @property
     def healthy(self) -> bool: ...
@@ -66,6 +67,11 @@ class _Live(Collector):
         in_flight = GaugeMetricFamily(
             "ocrflux_replica_in_flight", "Calls in flight to the replica.", labels=["replica"]
         )
+        ejections = CounterMetricFamily(
+            "ocrflux_replica_ejections",
+            "Times the replica was taken out of rotation (passive or active health).",
+            labels=["replica"],
+        )
         slots = GaugeMetricFamily(
             "ocrflux_upstream_in_flight", "Upstream calls holding a slot, all replicas."
         )
@@ -86,6 +92,7 @@ class _Live(Collector):
             for replica in self.upstream.replica_views():
                 healthy.add_metric([replica.base_url], 1.0 if replica.healthy else 0.0)
                 in_flight.add_metric([replica.base_url], float(replica.in_flight))
+                ejections.add_metric([replica.base_url], float(replica.ejections))
             used, total, waiting = self.upstream.admission_state()
             slots.add_metric([], float(used))
             limit.add_metric([], float(total))
@@ -93,7 +100,16 @@ class _Live(Collector):
             running, behind = self.upstream.background_state()
             background.add_metric([], float(running))
             background_queued.add_metric([], float(behind))
-        families = [healthy, in_flight, slots, limit, queued, background, background_queued]
+        families = [
+            healthy,
+            in_flight,
+            ejections,
+            slots,
+            limit,
+            queued,
+            background,
+            background_queued,
+        ]
         if self.batches is not None:
             by_status = GaugeMetricFamily(
                 "ocrflux_batches", "Batches in the jobs database, by status.", labels=["status"]
@@ -164,6 +180,11 @@ class Metrics:
         self.documents = counter("documents", "Documents processed, by outcome.", "outcome")
         self.batch_lines = counter(
             "batch_lines", "Batch lines committed, by outcome (succeeded, failed).", "outcome"
+        )
+        self.webhook_deliveries = counter(
+            "webhook_deliveries",
+            "Webhook attempts by outcome (delivered, retried, failed).",
+            "outcome",
         )
         self.batch_line_seconds = Histogram(
             "ocrflux_batch_line_duration_seconds",
@@ -253,6 +274,11 @@ def record_batch_line(outcome: str, seconds: float) -> None:
     """A batch line committed (`succeeded` or `failed`) after `seconds` on this gateway."""
     METRICS.batch_lines(outcome).inc()
     METRICS.batch_line_seconds.observe(seconds)
+
+
+def record_webhook_delivery(outcome: str) -> None:
+    """A webhook attempt ended: `delivered`, `retried` (another follows) or `failed` (final)."""
+    METRICS.webhook_deliveries(outcome).inc()
 
 
 def record_rejected(reason: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from functools import cached_property
 from typing import Annotated, Literal
@@ -79,6 +80,12 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(5.0, gt=0, description="Seconds to open an upstream connection.")
     read_timeout: float = Field(300.0, gt=0, description="Seconds to wait for upstream bytes.")
     total_timeout: float = Field(600.0, gt=0, description="Deadline for a whole request.")
+    upstream_attempt_timeout: float = Field(
+        180.0,
+        gt=0,
+        description="Seconds one upstream attempt may take (a stream: until its head); past "
+        "it the replica counts as failed and the call goes to another healthy replica.",
+    )
     pool_max_connections: int = Field(256, ge=1, description="Upstream connection pool size.")
     pool_max_keepalive: int = Field(64, ge=0, description="Idle upstream connections kept.")
     upstream_transport: Literal["lean", "httpx"] = Field(
@@ -266,9 +273,69 @@ class Settings(BaseSettings):
         description="Files, and batches that ended, are deleted after this many hours.",
     )
 
-    _split = field_validator("api_keys", "remote_image_allowlist", "vllm_urls", mode="before")(
-        _split_commas
+    webhook_url: str = Field(
+        "",
+        description="Where a batch's end is POSTed as OpenAI's webhook event (`batch.completed`, "
+        "...); empty: no webhooks.",
     )
+    webhook_secret: str = Field(
+        "",
+        validate_default=True,
+        description="Signing secret of the webhooks, `whsec_` + base64 (what the openai SDK's "
+        "`webhooks.unwrap` takes); required with WEBHOOK_URL.",
+    )
+    webhook_allowed_hosts: CommaList = Field(
+        default_factory=list,
+        description="Host names, addresses or CIDRs WEBHOOK_URL may reach despite the SSRF guard "
+        "(internal receivers).",
+    )
+    webhook_timeout: float = Field(
+        10.0, gt=0, le=300, description="Seconds one webhook delivery attempt may take."
+    )
+    webhook_max_attempts: int = Field(
+        10, ge=1, le=100, description="Attempts at delivering one webhook event before it fails."
+    )
+    webhook_retry_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Wait before a webhook's first retry; doubled each retry, at most an hour.",
+    )
+
+    _split = field_validator(
+        "api_keys", "remote_image_allowlist", "vllm_urls", "webhook_allowed_hosts", mode="before"
+    )(_split_commas)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_webhook_url(cls, value: str) -> str:
+        value = value.strip()
+        scheme, _, rest = value.partition("://")
+        if value and (scheme not in ("http", "https") or not rest.split("/", 1)[0]):
+            raise ValueError("must be an http(s)://host/... URL")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _check_webhook_secret(cls, value: str, info: ValidationInfo) -> str:
+        # The message never shows the secret.
+        if not value:
+            if info.data.get("webhook_url"):
+                raise ValueError("WEBHOOK_URL needs WEBHOOK_SECRET (whsec_ + base64) to sign with")
+            return value
+        body = value.removeprefix("whsec_")
+        try:
+            key = base64.b64decode(body, validate=True)
+        except ValueError:
+            key = b""
+        if not value.startswith("whsec_") or not key:
+            raise ValueError("must be whsec_ followed by base64 (padded), as OpenAI's secrets are")
+        return value
+
+    @field_validator("webhook_allowed_hosts")
+    @classmethod
+    def _lower_hosts(cls, value: list[str]) -> list[str]:
+        return [host.lower().strip("[]") for host in value]
 
     @field_validator("api_keys")
     @classmethod

@@ -196,3 +196,57 @@ def test_a_documents_queued_pages_leave_other_clients_their_share_of_the_queue(
         answer = document.result()
     assert answer.status_code == 200, answer.text
     assert answer.json()["num_pages"] == 8 and answer.json()["fallback_pages"] == []
+
+
+def test_a_stuck_replica_is_retried_around_and_ejected(
+    make_gateway: Callable[..., Process], replicas: list[FakeVLLMProcess]
+) -> None:
+    # It answers /health and /v1/models, never a chat: each attempt on it passes
+    # UPSTREAM_ATTEMPT_TIMEOUT, is retried on the other replica, and counts as its failure.
+    stuck, good = replicas
+    stuck.control(delay=3600)
+    good.control(delay=0.5)  # busy enough that the balancer keeps sending calls to both
+    gateway = make_gateway(
+        prompt_mode="passthrough",
+        vllm_urls=urls(replicas),
+        upstream_attempt_timeout=1,
+        read_timeout=5,
+        total_timeout=20,
+        eject_after_failures=3,
+    )
+    began = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: chat(gateway), range(8)))
+    took = time.monotonic() - began
+    assert [r.status_code for r in answers] == [200] * 8, [r.text for r in answers]
+    assert len(stuck.requests()) >= 3  # it took its share, and timed out each time
+    assert took < 5, took  # one attempt deadline and a retry, not READ_TIMEOUT or TOTAL_TIMEOUT
+    health = {r["url"]: r for r in httpx.get(f"{gateway.url}/health").json()["upstream"]}
+    # Ejected; probed every 2 s, it may be half-open already (its next call a trial).
+    assert health[stuck.url]["state"] in ("ejected", "half_open")
+    assert health[stuck.url]["ejections"] == 1
+    assert (health[good.url]["state"], health[good.url]["ejections"]) == ("healthy", 0)
+    metrics = httpx.get(f"{gateway.url}/metrics").text
+    assert f'ocrflux_replica_ejections_total{{replica="{stuck.url}"}} 1.0' in metrics
+    for _ in range(6):  # out of rotation (or one half-open trial): every call still succeeds
+        assert chat(gateway).status_code == 200
+    assert time.monotonic() - began < 12
+    ready = {r["url"]: r for r in httpx.get(f"{gateway.url}/ready").json()["upstream"]}
+    assert ready[stuck.url]["last_error"] == "attempt_timeout"
+
+
+def test_a_replica_answering_garbage_is_retried_around_and_ejected(
+    make_gateway: Callable[..., Process], replicas: list[FakeVLLMProcess]
+) -> None:
+    garbled, good = replicas
+    garbled.control(garbage=10_000)  # 200 `<html>not json</html>` to every chat
+    gateway = make_gateway(
+        prompt_mode="passthrough", vllm_urls=urls(replicas), eject_after_failures=3
+    )
+    statuses = [chat(gateway).status_code for _ in range(30)]
+    assert statuses.count(502) == 0 and statuses == [200] * 30, statuses
+    health = {r["url"]: r for r in httpx.get(f"{gateway.url}/health").json()["upstream"]}
+    assert health[garbled.url]["ejections"] >= 1
+    assert health[good.url]["ejections"] == 0
+    ready = {r["url"]: r for r in httpx.get(f"{gateway.url}/ready").json()["upstream"]}
+    assert ready[garbled.url]["last_error"] == "bad_response"

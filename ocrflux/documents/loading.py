@@ -8,18 +8,26 @@ merge across a page break only inside the same document.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pybase64
 
+from ocrflux import inline_data
 from ocrflux.documents.pipeline import PageImage, PageSource
 from ocrflux.documents.render import DocumentRenderer, OpenDocument
 from ocrflux.documents.sources import DocumentRejected
 from ocrflux.errors import APIError
 from ocrflux.intake.fetch import RemoteFetcher
-from ocrflux.intake.image_input import ImageRejected, decode_base64, format_mb, split_inline
+from ocrflux.intake.image_input import (
+    ImageRejected,
+    decode_base64,
+    decode_base64_view,
+    format_mb,
+    split_inline,
+)
 from ocrflux.intake.images import ImageOptions, PreparedImage, Probe
 from ocrflux.intake.preparation import ImagePreparer
 
@@ -154,6 +162,13 @@ class DocumentLoader:
         try:
             if url[:8].lower().startswith(("http://", "https://")):
                 return await self.fetcher.fetch(url, max_bytes=self.max_bytes, what="document")
+            payload = inline_data.take(url)
+            if payload is not None:  # a big inline document: decoded off the event loop
+                self.check_size(len(payload) * 3 // 4, param)
+                try:
+                    return await asyncio.to_thread(decode_base64_view, payload, self.max_bytes)
+                finally:
+                    payload.release()
             _, b64 = split_inline(url)
             self.check_size(len(b64) * 3 // 4, param)
             return decode_base64(url, self.max_bytes)
@@ -205,6 +220,8 @@ class DocumentLoader:
 
 def _looks_like_document(url: str) -> bool:
     """True when an inline URL's first bytes are a PDF's or TIFF's (decodes 8 characters)."""
+    if inline_data.holds(url):
+        return True  # only PDF and TIFF payloads are kept aside
     with contextlib.suppress(ValueError, ImageRejected):
         _, b64 = split_inline(url[:512])
         head = pybase64.b64decode(b64.lstrip()[:8] + "=" * (-len(b64.lstrip()[:8]) % 4))

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from ocrflux import inline_data
 from ocrflux.errors import APIError
 
 # Deeper than any real request (a JSON schema in response_format rarely passes 20); well inside
@@ -35,17 +36,24 @@ class BodyShape:
     What lies between `;base64,` and the next `"` is skipped. Skipping cannot hide values:
     that stretch ends at or before the end of the string it started in, so whatever it holds
     is string content; and a `;base64,` outside any string is invalid JSON, where parsing
-    stops before reaching anything skipped.
+    stops before reaching anything skipped. Stretches of `inline_data.MIN_BYTES` or more are
+    noted (`payloads`: offsets in the body) for `parse_object` to cut out (when the caller
+    called `inline_data.start()`: it will hand them to the document loader).
     """
 
-    __slots__ = ("_in_payload", "commas", "containers")
+    __slots__ = ("_in_payload", "_offset", "_started", "commas", "containers", "payloads")
 
     def __init__(self) -> None:
         self.commas = 0
         self.containers = 0
+        self.payloads: list[tuple[int, int]] = []
         self._in_payload = False  # a chunk ended inside a payload
+        self._offset = 0  # of the chunk being added, in the body
+        self._started = 0  # where the current payload starts, in the body
 
     def add(self, chunk: bytes) -> None:
+        base = self._offset
+        self._offset += len(chunk)
         start, end = 0, len(chunk)
         while start < end:
             if self._in_payload:
@@ -53,6 +61,8 @@ class BodyShape:
                 if close < 0:
                     return
                 self._in_payload = False
+                if base + close - self._started >= inline_data.MIN_BYTES:
+                    self.payloads.append((self._started, base + close))
                 start = close
             payload = chunk.find(_PAYLOAD, start)
             stop = end if payload < 0 else payload
@@ -62,6 +72,7 @@ class BodyShape:
                 return
             self._in_payload = True
             start = payload + len(_PAYLOAD)
+            self._started = base + start
 
     @property
     def items(self) -> int:
@@ -82,6 +93,8 @@ def parse_object(body: bytes | bytearray, shape: BodyShape, max_items: int) -> d
     """The body as a JSON object, or APIError(400) saying what is wrong with it."""
     if shape.items > max_items:
         raise too_complex(shape, max_items)
+    if shape.payloads and inline_data.active():
+        body = _cut_out_documents(body, shape.payloads)
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -96,6 +109,37 @@ def parse_object(body: bytes | bytearray, shape: BodyShape, max_items: int) -> d
             code="invalid_json",
         )
     return data
+
+
+def _cut_out_documents(
+    body: bytes | bytearray, payloads: list[tuple[int, int]]
+) -> bytes | bytearray:
+    """`body` with each big document payload replaced by a placeholder (`ocrflux.inline_data`
+    keeps the payload as a view of `body`), so parsing never builds a huge string.
+
+    Only a payload that is a whole JSON string `"data:<document MIME>;base64,<payload>"` with
+    no escape in it: its string value is exactly the data URL, and the placeholder stands for
+    it. Anything else is parsed as it is.
+    """
+    view = memoryview(body)
+    parts: list[bytes | memoryview] = []
+    done = 0
+    for start, end in payloads:
+        opening = body.rfind(b'"', max(0, start - 64), start)
+        if opening < 0 or body.find(b"\\", start, end) >= 0:
+            continue
+        prefix = bytes(body[opening + 1 : start]).lower()
+        mime = prefix[5:].partition(b";")[0]
+        if not prefix.startswith(b"data:") or prefix.count(b";") != 1:
+            continue
+        if mime not in inline_data.DOCUMENT_MIMES:
+            continue
+        parts += [view[done:start], inline_data.keep(view[start:end]).encode()]
+        done = end
+    if not parts:
+        return body
+    parts.append(view[done:])
+    return b"".join(parts)
 
 
 def nesting_depth(value: Any, stop_after: int = 1024) -> int:

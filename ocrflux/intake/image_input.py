@@ -81,6 +81,22 @@ def b64decode(b64: str) -> tuple[bytes, bool]:
         raise ImageRejected("not valid base64") from None
 
 
+def decode_base64_view(b64: memoryview, max_bytes: int) -> bytes:
+    """The bytes of base64 text held as bytes (a big inline document, `ocrflux.inline_data`).
+
+    pybase64 lets go of the GIL while it decodes a buffer: in a thread, this costs the event
+    loop next to nothing (a 45 MB payload held it ~15 ms, against ~200 ms for a string on it).
+    """
+    size = len(b64) * 3 // 4 - bytes(b64[-2:]).count(b"=")
+    if size > max_bytes:
+        raise too_big(size, max_bytes)
+    try:
+        return pybase64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        # Not strict base64 (line breaks, URL-safe alphabet, no padding): the forgiving way.
+        return b64decode(str(b64, "ascii", "replace"))[0]
+
+
 def decode_base64(url: str, max_bytes: int) -> bytes:
     """Bytes of a `data:` URL or bare base64 string (size-capped before decoding)."""
     _, b64 = split_inline(url)

@@ -22,7 +22,9 @@ from typing import TypeVar
 import httpx
 from PIL import Image
 
+from ocrflux import inline_data
 from ocrflux.intake.fetch import RemoteFetcher, Resolver
+from ocrflux.intake.image_input import decode_base64_view
 from ocrflux.intake.images import (
     ImageOptions,
     PreparedImage,
@@ -121,6 +123,13 @@ class ImagePreparer:
         """
         if url[:8].lower().startswith(("http://", "https://")):
             return await self.probe_data(await self.fetcher.fetch(url))
+        payload = inline_data.take(url)
+        if payload is not None:  # a big PDF or TIFF payload, kept as bytes: not an image
+            limit = self.options.max_bytes
+            try:
+                return await self.probe_data(await self._run(decode_base64_view, payload, limit))
+            finally:
+                payload.release()
         quick = None
         if len(url) <= CHECK_ON_LOOP_LIMIT:
             quick = probe_inline(url, self.options, quick=True)

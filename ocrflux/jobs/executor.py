@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+from ocrflux import inline_data
 from ocrflux.chat import ChatService
 from ocrflux.documents.service import OCRService
 from ocrflux.errors import APIError, request_timeout
@@ -90,6 +91,7 @@ class LineExecutor:
         raw = await self.storage.read_range(line.storage_key, line.offset, line.length)
         shape = BodyShape()
         shape.add(raw)
+        inline_data.start()  # here, not in the thread: the line's work must see its payloads
         limit = self.settings.max_json_items + 16  # the line's own few fields
         if len(raw) <= PARSE_ON_LOOP:
             data = parse_object(raw, shape, limit)

@@ -169,3 +169,27 @@ class ValidationErrors:
             return list(self.data)
         more = f"{rest} more lines have errors (only the first {len(self.data)} are listed)"
         return [*self.data, {"code": "more_errors", "message": more, "param": None, "line": None}]
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """A batch's end as the webhook event to send (the body is fixed once: retries send the
+    same bytes under the same id)."""
+
+    id: str
+    batch_id: str
+    type: str
+    payload: bytes
+    created_at: int
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A webhook event this gateway holds a lease on; `attempts` counts this one and fences
+    its outcome."""
+
+    id: str
+    batch_id: str
+    type: str
+    payload: bytes
+    attempts: int

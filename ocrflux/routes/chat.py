@@ -22,13 +22,15 @@ async def chat_completions(request: Request) -> Response:
     state = request.app.state
     settings = state.settings
     await require_api_key(request, settings)
+    # The body has its own deadline (REQUEST_BODY_TIMEOUT, a 408 from the server protocol):
+    # TOTAL_TIMEOUT times the work once the body is in, so a short body is never a 504.
+    body = await read_json(
+        request, settings.max_request_bytes, settings.max_json_items, state.body_budget
+    )
     deadline = asyncio.get_running_loop().time() + settings.total_timeout
     try:
         async with asyncio.timeout_at(deadline):
             # The body goes straight to the service, which owns it (and lets go of it early).
-            body = await read_json(
-                request, settings.max_request_bytes, settings.max_json_items, state.body_budget
-            )
             work = state.chat.complete(body, request.state.request_id, deadline)
             del body
             return await unless_disconnected(request, work)

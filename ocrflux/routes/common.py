@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from starlette.requests import ClientDisconnect
 
+from ocrflux import inline_data
 from ocrflux.chat import ChatService
 from ocrflux.errors import APIError
 from ocrflux.http.budget import BodyBudget, BodyHold
@@ -125,5 +126,6 @@ async def read_json(
         if shape.items > max_items:  # refused before the rest is even read
             raise too_complex(shape, max_items)
 
+    inline_data.start()  # big inline documents stay bytes (ocrflux.inline_data)
     async with budget.hold() as hold:
         return parse_object(await read_body(request, limit, hold, check), shape, max_items)

@@ -38,6 +38,8 @@ async def liveness(request: Request, upstream: UpstreamDep, settings: SettingsDe
             "url": r.label if hide else r.base_url,
             "reachable": r.reachable,
             "healthy": r.healthy,
+            "state": r.state.value,
+            "ejections": r.ejections,
             "checked_at": r.checked_at,
         }
         for r in upstream.replicas

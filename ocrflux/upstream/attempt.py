@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
+import orjson
 
 from ocrflux.errors import APIError
 from ocrflux.upstream import errors
 from ocrflux.upstream.replicas import Replica, ReplicaSet
+from ocrflux.upstream.shapes import check_completion
 from ocrflux.upstream.transport import BodyTooLarge, Timeouts
 
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
@@ -28,16 +30,27 @@ NEUTRAL_KINDS = frozenset({"pool_timeout", "too_large", "status_4xx", "status_42
 
 
 class AttemptFailed(Exception):
-    """One attempt failed; `error` is what the client hears if no attempt is left."""
+    """One attempt failed; `error` is what the client hears if no attempt is left.
+
+    `elsewhere`: retried only on a replica not tried yet (a stuck or garbling replica asked
+    again would only fail again, slowly).
+    """
 
     def __init__(
-        self, error: APIError, kind: str, retryable: bool, retry_after: float | None = None
+        self,
+        error: APIError,
+        kind: str,
+        retryable: bool,
+        retry_after: float | None = None,
+        *,
+        elsewhere: bool = False,
     ) -> None:
         super().__init__(error.message)
         self.error = error
         self.kind = kind
         self.retryable = retryable
         self.retry_after = retry_after
+        self.elsewhere = elsewhere
 
 
 class TrackedStream(httpx.AsyncByteStream):
@@ -123,8 +136,28 @@ def transport_failure(exc: httpx.HTTPError, timeouts: Timeouts, limit: int) -> A
         name = type(exc).__name__
         return AttemptFailed(errors.unavailable(name), name, retryable=True)
     if isinstance(exc, httpx.TimeoutException):
-        return AttemptFailed(errors.upstream_timeout(), type(exc).__name__, retryable=False)
+        # A chat completion changes nothing upstream: asking another replica is safe.
+        name = type(exc).__name__
+        return AttemptFailed(errors.upstream_timeout(), name, retryable=True, elsewhere=True)
     return AttemptFailed(errors.dropped(), type(exc).__name__, retryable=False)
+
+
+def attempt_timeout(seconds: float) -> AttemptFailed:
+    """The attempt passed UPSTREAM_ATTEMPT_TIMEOUT: the replica counts as failed."""
+    error = errors.attempt_timeout(seconds)
+    return AttemptFailed(error, "attempt_timeout", retryable=True, elsewhere=True)
+
+
+def completion(content: bytes) -> dict[str, Any]:
+    """A 2xx body as a checked chat completion; `AttemptFailed` when it is garbage (the
+    replica's fault: it counts toward ejection, and another replica is asked)."""
+    try:
+        return check_completion(orjson.loads(content))
+    except orjson.JSONDecodeError:
+        error = errors.bad_response("the model server returned a body that is not JSON")
+    except APIError as exc:
+        error = exc
+    raise AttemptFailed(error, "bad_response", retryable=True, elsewhere=True)
 
 
 def status_failure(status: int, content: bytes, retry_after_header: str | None) -> AttemptFailed:

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
-import orjson
 
 from ocrflux import metrics
 from ocrflux.errors import APIError
@@ -28,6 +27,8 @@ from ocrflux.upstream.attempt import (
     NEUTRAL_KINDS,
     AttemptFailed,
     TrackedStream,
+    attempt_timeout,
+    completion,
     raw_header,
     read_capped,
     request_tail,
@@ -37,7 +38,6 @@ from ocrflux.upstream.attempt import (
 )
 from ocrflux.upstream.health import HealthChecker
 from ocrflux.upstream.replicas import Replica, ReplicaSet
-from ocrflux.upstream.shapes import check_completion
 from ocrflux.upstream.transport import LeanTransport, Timeouts
 from ocrflux.work_class import is_background
 
@@ -123,21 +123,20 @@ class Upstream:
         """A non-streaming chat completion, parsed and checked for OpenAI's shape.
 
         `flow` is the fairness key (one client request or one document; default: the request).
+        A body that is not a chat completion is the replica's failure: another one is asked.
         """
         flow = flow or request_id
         background = await self._admit(flow)
         started = time.monotonic()
+
+        async def attempt_on(replica: Replica) -> dict[str, Any]:
+            return completion(await self._attempt(replica, body, request_id))
+
         try:
-            content, _ = await self._call(
-                lambda replica: self._attempt(replica, body, request_id), stream=False
-            )
+            data, _ = await self._call(attempt_on, stream=False)
         finally:
             self.admission.release(flow, time.monotonic() - started, background=background)
-        try:
-            data = orjson.loads(content)
-        except orjson.JSONDecodeError as exc:
-            raise errors.bad_response("the model server returned a body that is not JSON") from exc
-        return check_completion(data)
+        return data
 
     async def send(
         self, body: bytes, request_id: str, *, flow: str | None = None
@@ -183,8 +182,13 @@ class Upstream:
     async def _call(
         self, attempt_on: Callable[[Replica], Awaitable[_T]], *, stream: bool
     ) -> tuple[_T, Replica]:
-        """Attempts on replicas until one succeeds; its result and replica, or `APIError`."""
+        """Attempts on replicas until one succeeds; its result and replica, or `APIError`.
+
+        Each attempt has UPSTREAM_ATTEMPT_TIMEOUT (a stream: until its head arrives); past it
+        the replica counts as failed and another one, not tried yet, is asked.
+        """
         attempts = self.settings.max_retries + 1
+        deadline = self.settings.upstream_attempt_timeout
         tried: list[Replica] = []
         last: AttemptFailed | None = None
         log = current_request()
@@ -203,10 +207,15 @@ class Upstream:
             self.replicas.started(replica)
             began = time.perf_counter()
             try:
-                result = await attempt_on(replica)
+                try:
+                    async with asyncio.timeout(deadline):
+                        result = await attempt_on(replica)
+                except TimeoutError:
+                    raise attempt_timeout(deadline) from None
             except AttemptFailed as failed:
                 self._account(replica, failed.kind, began)
-                if not failed.retryable or attempt == attempts - 1:
+                stuck = failed.elsewhere and self._all_tried(tried)
+                if not failed.retryable or attempt == attempts - 1 or stuck:
                     raise failed.error from failed.__cause__
                 logger.warning(
                     "upstream %s failed (%s), attempt %d/%d",
@@ -225,6 +234,10 @@ class Upstream:
             metrics.record_upstream_result(replica.base_url, time.perf_counter() - began)
             return result, replica
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _all_tried(self, tried: list[Replica]) -> bool:
+        """No replica that takes calls is left untried."""
+        return not any(r.takes_call() and r not in tried for r in self.replicas)
 
     def _account(self, replica: Replica, kind: str, began: float) -> None:
         metrics.record_upstream_result(replica.base_url, time.perf_counter() - began, kind)

@@ -65,6 +65,14 @@ def upstream_timeout() -> APIError:
     return APIError(504, "the model server timed out", code="upstream_timeout")
 
 
+def attempt_timeout(seconds: float) -> APIError:
+    return APIError(
+        504,
+        f"the model server did not answer within {seconds:g} s (UPSTREAM_ATTEMPT_TIMEOUT)",
+        code="upstream_timeout",
+    )
+
+
 def pool_timeout(seconds: float) -> APIError:
     """The gateway's own connection pool was full: the model server did nothing wrong."""
     return APIError(

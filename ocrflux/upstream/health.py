@@ -166,6 +166,7 @@ def describe(replica: Replica, mismatch: str | None, hide_url: bool) -> dict[str
         "healthy": replica.healthy,
         "state": replica.state.value,
         "in_flight": replica.in_flight,
+        "ejections": replica.ejections,
         "last_error": shown(replica.last_error),
         "error": shown(replica.last_error),
         "reachable": replica.reachable,

@@ -2,9 +2,10 @@
 
 A replica is `healthy` (takes traffic), `ejected` (takes none) or `half_open` (takes one trial
 call at a time). Passive ejection: `eject_after` consecutive failures (connection errors,
-timeouts, 5xx), unless it is the last healthy replica. An active check that fails ejects at
-once. A successful check of an ejected
-replica makes it half-open; its next call decides: success readmits it, failure ejects it again.
+timeouts, attempts past UPSTREAM_ATTEMPT_TIMEOUT, 5xx, 2xx bodies that are not a chat
+completion), unless it is the last healthy replica. An active check that fails ejects at
+once. A successful check of an ejected replica makes it half-open; its next call decides:
+success readmits it, failure ejects it again.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Replica:
     served_models: list[str] = field(default_factory=list)
     checked_at: float | None = None
     trial: bool = False  # a half-open trial call is in flight
+    ejections: int = 0  # times taken out of rotation since start
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.base_url)
@@ -177,6 +179,7 @@ class ReplicaSet:
             replica.last_error = None
 
     def _eject(self, replica: Replica, why: str) -> None:
+        replica.ejections += 1
         replica.state = State.EJECTED
         replica.trial = False
         logger.warning("replica %s ejected: %s", replica.base_url, why)

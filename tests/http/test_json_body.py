@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import contextvars
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import orjson
 import pytest
 
+from ocrflux import inline_data
 from ocrflux.errors import APIError
 from ocrflux.http.json_body import MAX_DEPTH, BodyShape, nesting_depth, parse_object
+from ocrflux.intake.image_input import ImageRejected, decode_base64_view
+
+T = TypeVar("T")
 
 
 def shape_of(*chunks: bytes) -> BodyShape:
@@ -98,3 +107,82 @@ def test_nesting_depth() -> None:
     assert nesting_depth(nested(300)) == 300
     assert nesting_depth(nested(300), stop_after=10) == 11
     assert nesting_depth(orjson.loads(body_nested(1024))) == 1024
+
+
+# --- big inline documents (issue 18 item 5): cut out of the body, kept as bytes ---------------
+
+PAYLOAD = base64.b64encode(bytes(range(256)) * 5000).decode()  # 1.7 MB of base64
+
+
+def document_body(url: str) -> bytes:
+    return orjson.dumps({"model": "m", "document": {"type": "document_url", "document_url": url}})
+
+
+def in_a_request(work: Callable[[], T]) -> T:
+    """Run `work` in a context of its own (the way a request's task has one)."""
+    return contextvars.copy_context().run(work)
+
+
+def parse_in_chunks(body: bytes, size: int = 65536) -> dict[str, Any]:
+    shape = shape_of(*(body[i : i + size] for i in range(0, len(body), size)))
+    return parse_object(body, shape, 100)
+
+
+def test_a_big_document_payload_is_parsed_as_a_placeholder_and_kept_as_bytes() -> None:
+    def work() -> tuple[str, bytes | None, object]:
+        inline_data.start()
+        url = parse_in_chunks(document_body(f"data:application/pdf;base64,{PAYLOAD}"))["document"][
+            "document_url"
+        ]
+        kept = inline_data.take(url)
+        return url, None if kept is None else bytes(kept), inline_data.take(url)
+
+    url, kept, again = in_a_request(work)
+    assert url.startswith("data:application/pdf;base64,~ocrflux-inline-") and len(url) < 80
+    assert kept == PAYLOAD.encode()
+    assert again is None  # taken once: the body can be let go of
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"data:image/png;base64,{PAYLOAD}",  # an image keeps its own path
+        f"data:application/pdf;name=a.pdf;base64,{PAYLOAD}",
+        f"see data:application/pdf;base64,{PAYLOAD}",  # not a whole data URL: text
+        f"data:application/pdf;base64,{PAYLOAD[:4000]}",  # small
+    ],
+)
+def test_other_payloads_stay_in_the_parsed_body(url: str) -> None:
+    def work() -> str:
+        inline_data.start()
+        return parse_in_chunks(document_body(url))["document"]["document_url"]
+
+    assert in_a_request(work) == url
+
+
+def test_an_escaped_payload_and_a_body_outside_a_request_stay_as_they_are() -> None:
+    url = f"data:application/pdf;base64,{PAYLOAD}"
+    escaped = document_body(url).replace(b"/", b"\\/")  # JSON allows `\/`
+
+    def with_start() -> str:
+        inline_data.start()
+        return parse_in_chunks(escaped)["document"]["document_url"]
+
+    def without_start() -> str:
+        return parse_in_chunks(document_body(url))["document"]["document_url"]
+
+    assert in_a_request(with_start) == url
+    assert in_a_request(without_start) == url
+
+
+def test_a_kept_payload_decodes_off_the_loop_strictly_or_forgivingly() -> None:
+    data = bytes(range(256)) * 5000
+    strict = memoryview(base64.b64encode(data))
+    assert decode_base64_view(strict, len(data)) == data
+    urlsafe = memoryview(base64.urlsafe_b64encode(data).rstrip(b"="))
+    assert decode_base64_view(urlsafe, len(data)) == data
+    with pytest.raises(ImageRejected, match="not valid base64"):
+        decode_base64_view(memoryview(b"~~~~" * 1000), 1 << 20)
+    with pytest.raises(ImageRejected) as caught:
+        decode_base64_view(strict, 1000)
+    assert caught.value.status == 413

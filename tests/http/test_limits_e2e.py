@@ -13,7 +13,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.support import Process
+from tests.support import FakeVLLMProcess, Process
 
 HEAD = b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
 BODY = b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'
@@ -125,3 +125,32 @@ def test_ordinary_clients_are_not_affected(
     time.sleep(0.5)
     sock.sendall(BODY[10:])
     assert read_until_closed(sock).startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/ocr"])
+def test_a_short_body_is_a_408_even_when_total_timeout_is_shorter(
+    make_gateway: Callable[..., Process], path: str
+) -> None:
+    # The body's deadline is REQUEST_BODY_TIMEOUT, whatever TOTAL_TIMEOUT says: a body shorter
+    # than its Content-Length is the client's 408, not the gateway's 504.
+    gateway = make_gateway(prompt_mode="passthrough", total_timeout=1, request_body_timeout=2)
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+        head = HEAD.replace(b"/v1/chat/completions", path.encode())
+        sock.sendall(head + b"content-length: %d\r\n\r\n" % len(BODY) + BODY[:10])
+        started = time.monotonic()
+        raw = read_until_closed(sock)
+    assert 1.8 < time.monotonic() - started < 5
+    status, error = status_and_error(raw)
+    assert status == 408 and "request body not complete within 2 s" in str(error["message"])
+
+
+def test_a_body_slower_than_total_timeout_but_in_time_is_served(
+    make_gateway: Callable[..., Process], fake: FakeVLLMProcess
+) -> None:
+    gateway = make_gateway(prompt_mode="passthrough", total_timeout=1, request_body_timeout=3)
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+        sock.sendall(HEAD + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(BODY))
+        sock.sendall(BODY[:10])
+        time.sleep(1.5)  # past TOTAL_TIMEOUT, within REQUEST_BODY_TIMEOUT
+        sock.sendall(BODY[10:])
+        assert read_until_closed(sock).startswith(b"HTTP/1.1 200")

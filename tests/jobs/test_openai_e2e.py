@@ -106,6 +106,18 @@ def test_ocr_lines_and_their_errors_go_to_two_files(sdk: openai.OpenAI) -> None:
     assert errors["req-3"]["response"]["body"]["error"]["param"] == "body.stream"
 
 
+def test_a_big_inline_document_in_a_line_is_read(sdk: openai.OpenAI) -> None:
+    # Past inline_data.MIN_BYTES: the executor keeps it as bytes, as a request's body does.
+    big = make_pdf([Page(612, 792, ("Hello.",)), Page(612, 792, ("World.",))])
+    big += b"%" + b"x" * (1 << 20) + b"\n"
+    done = finish(
+        sdk, submit(sdk, requests(OCR, [ocr_body(data_url(big, "application/pdf"))]), OCR)
+    )
+    assert (done.status, done.request_counts.completed) == ("completed", 1)
+    document = by_custom_id(read_lines(sdk, done.output_file_id))["req-0"]["response"]["body"]
+    assert document["num_pages"] == 2
+
+
 @pytest.mark.parametrize(
     ("line", "code"),
     [

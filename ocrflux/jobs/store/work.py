@@ -6,7 +6,8 @@ transaction with its batch's counters; a commit whose lease was taken over by an
 (same line, newer `attempts`) changes nothing, so a line is answered once however often it
 ran. A gateway renews the leases of the lines it runs; one that dies stops renewing and its
 lines become claimable again when their leases expire. Validating and finalizing a batch are
-leased the same way, on the batch row.
+leased the same way, on the batch row. With webhooks on (`on_end`), the transaction that ends
+a batch also enqueues its event (`ocrflux.jobs.store.outbox`).
 """
 
 from __future__ import annotations
@@ -29,24 +30,34 @@ from ocrflux.jobs.records import (
     LineResult,
     LineSpec,
     Status,
+    WebhookEvent,
 )
 from ocrflux.jobs.store.catalog import batch_record, file_values
-from ocrflux.jobs.store.schema import batches, files, lines
+from ocrflux.jobs.store.outbox import enqueue
+from ocrflux.jobs.store.schema import batches, files, lines, webhook_deliveries
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed"
 # Batches whose lines may still commit (a cancelling batch keeps what finishes meanwhile).
 _ACCEPTING = (Status.IN_PROGRESS.value, Status.CANCELLING.value)
+# The webhook event of a batch that ended: (batch id, how it ended, when) -> event.
+EventFactory = Callable[[str, Status, int], WebhookEvent]
 
 
 class WorkQueue:
-    """What the gateways' batch workers do to the store; `me` names this gateway."""
+    """What the gateways' batch workers do to the store; `me` names this gateway; `on_end`
+    (webhooks on) makes the event each batch's end enqueues."""
 
     def __init__(
-        self, engine: AsyncEngine, me: str, clock: Callable[[], float] = time.time
+        self,
+        engine: AsyncEngine,
+        me: str,
+        clock: Callable[[], float] = time.time,
+        on_end: EventFactory | None = None,
     ) -> None:
         self.engine = engine
         self.me = me
         self.clock = clock
+        self.on_end = on_end
 
     # --- validation ---------------------------------------------------------------------------
     async def claim_validation(self, lease: float) -> BatchRecord | None:
@@ -110,6 +121,7 @@ class WorkQueue:
             )
             if done.rowcount == 1:
                 await conn.execute(delete(lines).where(lines.c.batch_id == batch_id))
+                await self._ended(conn, batch_id, Status.FAILED)
         return done.rowcount == 1
 
     async def release_batch(self, batch_id: str) -> None:
@@ -392,6 +404,7 @@ class WorkQueue:
             for record in outputs:
                 await conn.execute(files.delete().where(files.c.id == record.id))
                 await conn.execute(files.insert().values(**file_values(record)))
+            await self._ended(conn, batch.id, outcome)
         return True
 
     # --- retention and metrics ----------------------------------------------------------------
@@ -419,6 +432,9 @@ class WorkQueue:
             keys: list[str] = []
             if old:
                 await conn.execute(delete(lines).where(lines.c.batch_id.in_(old)))
+                await conn.execute(
+                    delete(webhook_deliveries).where(webhook_deliveries.c.batch_id.in_(old))
+                )
                 keys += (
                     (
                         await conn.execute(
@@ -486,6 +502,11 @@ class WorkQueue:
         return {status: int(n) for status, n in rows}, int(waiting)
 
     # --- helpers ------------------------------------------------------------------------------
+    async def _ended(self, conn: AsyncConnection, batch_id: str, outcome: Status) -> None:
+        if self.on_end is not None:
+            now = self.clock()
+            await enqueue(conn, self.on_end(batch_id, outcome, int(now)), now)
+
     async def _claim_batch(self, status: Status, lease: float) -> BatchRecord | None:
         now = self.clock()
         free = or_(batches.c.lease_until.is_(None), batches.c.lease_until < now)
