@@ -220,3 +220,21 @@ def test_files_list_applies_the_filters_the_sdk_sends(mistral: Mistral) -> None:
     assert output in ids(source=["mistral"]) and upload.id not in ids(source=["mistral"])
     assert ids(search="invoice-7q", source=["upload"]) == [upload.id, scan.id]
     assert ids(search="no such name") == [] and ids(source=["repository"]) == []
+
+
+def test_a_bad_input_file_fails_the_job_naming_its_lines(mistral: Mistral) -> None:
+    document = {"type": "document_url", "document_url": "https://example.com/a.pdf"}
+    good = {"custom_id": "ok", "body": {"document": document}}
+    content = jsonl([good]) + b"{not json\n" + jsonl([{"custom_id": "ok", "body": {}}])
+    upload = mistral.files.upload(
+        file={"file_name": "bad.jsonl", "content": content}, purpose="batch"
+    )
+    job = mistral.batch.jobs.create(input_files=[upload.id], endpoint=OCR)
+    done = until_ended(mistral, job.id)
+    assert done.status == "FAILED", done  # type: ignore[attr-defined]
+    assert done.total_requests == 0 and done.output_file is None  # type: ignore[attr-defined]
+    messages = [e.message for e in done.errors]  # type: ignore[attr-defined]
+    assert messages == [
+        "line 2: the line is not valid JSON",
+        "line 3: custom_id 'ok' is used by an earlier line",
+    ]
