@@ -345,3 +345,17 @@ def test_a_chat_line_fails_with_the_endpoints_own_error(sdk: openai.OpenAI) -> N
     assert line["response"]["status_code"] == 400 and line["response"]["body"] == direct.json()
     assert line["response"]["body"]["error"]["type"] == "invalid_request_error"
     assert line["error"] is None
+
+
+def test_a_running_batchs_input_file_is_not_deleted_until_it_ends(
+    sdk: openai.OpenAI, fake: FakeVLLMProcess
+) -> None:
+    fake.control(answer=PAGE, delay=2, capacity=1)
+    line = requests(CHAT, [chat_body(data_url(png(300, 410), "image/png"))] * 3)
+    batch = submit(sdk, line, CHAT)
+    with pytest.raises(openai.ConflictError, match=f"input of batch {batch.id}"):
+        sdk.files.delete(batch.input_file_id)
+    assert sdk.files.retrieve(batch.input_file_id).id == batch.input_file_id
+    sdk.batches.cancel(batch.id)
+    assert finish(sdk, batch).status == "cancelled"
+    assert sdk.files.delete(batch.input_file_id).deleted is True
