@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
@@ -157,12 +157,17 @@ async def list_jobs(
         limit=page_size,
         offset=page * page_size,
         phases=phases,
-        created_after=int(created_after.timestamp()) if created_after else None,
+        created_after=_epoch(created_after) if created_after else None,
         model=model,
         metadata=pairs,
         oldest_first=order_by == "created",
     )
     return json_response(mistral_job_list(records, total))
+
+
+def _epoch(moment: datetime) -> int:
+    """A time as seconds since the epoch; one without a time zone is UTC (not the server's)."""
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
 
 
 # The query parameters `GET /v1/batch/jobs` knows; Mistral's SDK sends a `metadata` filter

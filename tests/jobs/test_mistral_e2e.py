@@ -238,3 +238,24 @@ def test_a_bad_input_file_fails_the_job_naming_its_lines(mistral: Mistral) -> No
         "line 2: the line is not valid JSON",
         "line 3: custom_id 'ok' is used by an earlier line",
     ]
+
+
+def test_a_created_after_without_a_time_zone_is_utc(fake: FakeVLLMProcess) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    env = gateway_env(fake.port, batch_poll_interval=0.1)
+    gateway = start_gateway({**env, "TZ": "Asia/Tokyo"})  # UTC+9: a naive time read locally is off
+    try:
+        mistral = Mistral(api_key="any-key", server_url=gateway.url)
+        upload = mistral.files.upload(
+            file={"file_name": "r.jsonl", "content": jsonl([{"custom_id": "x", "body": {}}])},
+            purpose="batch",
+        )
+        job = mistral.batch.jobs.create(input_files=[upload.id], endpoint=OCR)
+        created = datetime.fromtimestamp(job.created_at, UTC).replace(tzinfo=None)
+        after = mistral.batch.jobs.list(created_after=created + timedelta(hours=1))
+        before = mistral.batch.jobs.list(created_after=created - timedelta(hours=1))
+        assert [j.id for j in after.data or []] == []
+        assert [j.id for j in before.data or []] == [job.id]
+    finally:
+        gateway.stop()
