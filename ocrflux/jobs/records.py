@@ -150,16 +150,27 @@ class ValidationErrors:
     limit: int = 10
     data: list[dict[str, Any]] = field(default_factory=list)
     count: int = 0
+    _places: list[tuple[int, int]] = field(default_factory=list, repr=False)
 
     def add(
-        self, code: str, message: str, line: int | None = None, param: str | None = None
+        self,
+        code: str,
+        message: str,
+        line: int | None = None,
+        param: str | None = None,
+        file: int = 0,
     ) -> None:
-        """Keep the first `limit` errors by line (repeated custom_ids are found a chunk
-        later than the other errors of their lines)."""
+        """Keep the first `limit` errors by place (`file` index, `line` in it): repeated
+        custom_ids are found a chunk later than the other errors of their lines."""
         self.count += 1
-        entry = {"code": code, "message": message, "param": param, "line": line}
-        bisect.insort(self.data, entry, key=lambda e: e["line"] or 0)
+        place = (file, line or 0)
+        at = bisect.bisect_right(self._places, place)
+        if at >= self.limit:
+            return
+        self._places.insert(at, place)
+        self.data.insert(at, {"code": code, "message": message, "param": param, "line": line})
         if len(self.data) > self.limit:
+            self._places.pop()
             self.data.pop()
 
     def summary(self) -> list[dict[str, Any]]:
