@@ -359,3 +359,19 @@ def test_a_running_batchs_input_file_is_not_deleted_until_it_ends(
     sdk.batches.cancel(batch.id)
     assert finish(sdk, batch).status == "cancelled"
     assert sdk.files.delete(batch.input_file_id).deleted is True
+
+
+def test_a_chat_lines_image_url_goes_through_the_ssrf_guard(sdk: openai.OpenAI) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0)
+    inner = chat_body(f"http://127.0.0.1:{listener.getsockname()[1]}/secret.png")
+    done = finish(sdk, submit(sdk, requests(CHAT, [inner]), CHAT))
+    assert (done.request_counts.completed, done.request_counts.failed) == (0, 1)
+    (line,) = read_lines(sdk, done.error_file_id)
+    assert line["response"]["status_code"] == 400
+    assert "127.0.0.1" in line["response"]["body"]["error"]["message"]
+    with pytest.raises(BlockingIOError):
+        listener.accept()  # nothing ever connected
+    listener.close()
