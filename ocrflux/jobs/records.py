@@ -6,6 +6,7 @@ routes shape them into OpenAI's and Mistral's objects (`ocrflux.jobs.wire`).
 
 from __future__ import annotations
 
+import bisect
 import enum
 from dataclasses import dataclass, field
 from typing import Any
@@ -149,13 +150,28 @@ class ValidationErrors:
     limit: int = 10
     data: list[dict[str, Any]] = field(default_factory=list)
     count: int = 0
+    _places: list[tuple[int, int]] = field(default_factory=list, repr=False)
 
     def add(
-        self, code: str, message: str, line: int | None = None, param: str | None = None
+        self,
+        code: str,
+        message: str,
+        line: int | None = None,
+        param: str | None = None,
+        file: int = 0,
     ) -> None:
+        """Keep the first `limit` errors by place (`file` index, `line` in it): repeated
+        custom_ids are found a chunk later than the other errors of their lines."""
         self.count += 1
-        if len(self.data) < self.limit:
-            self.data.append({"code": code, "message": message, "param": param, "line": line})
+        place = (file, line or 0)
+        at = bisect.bisect_right(self._places, place)
+        if at >= self.limit:
+            return
+        self._places.insert(at, place)
+        self.data.insert(at, {"code": code, "message": message, "param": param, "line": line})
+        if len(self.data) > self.limit:
+            self._places.pop()
+            self.data.pop()
 
     def summary(self) -> list[dict[str, Any]]:
         """The errors kept, plus one that counts the rest."""

@@ -56,10 +56,10 @@ class InputScanner:
                 if spec is None:
                     continue
                 if self.count > self.max_lines:
-                    self.errors.add(
+                    self.add(
                         "too_many_requests",
                         f"the batch has more than {self.max_lines:,} requests (BATCH_MAX_LINES)",
-                        line=file_line,
+                        (file_index, file_line),
                     )
                     if chunk:
                         yield chunk
@@ -76,7 +76,9 @@ class InputScanner:
     def _check(
         self, file_index: int, file_line: int, offset: int, length: int, raw: bytes | None
     ) -> LineSpec | None:
-        add = self.errors.add
+        def add(code: str, message: str, line: int, param: str | None = None) -> None:
+            self.add(code, message, (file_index, line), param)
+
         if raw is None:
             add(
                 "line_too_large",
@@ -123,3 +125,13 @@ class InputScanner:
             add("invalid_body", "body must be a JSON object", line=file_line, param="body")
             return None
         return LineSpec(self.count - 1, custom_id, file_index, offset, length)
+
+    def add(
+        self, code: str, message: str, where: tuple[int, int], param: str | None = None
+    ) -> None:
+        """An error at (file index, line in that file); with several input files the
+        message says which one (`line` counts within its file)."""
+        file_index, line = where
+        if len(self.keys) > 1:
+            message += f" (input file {file_index + 1})"
+        self.errors.add(code, message, line=line, param=param, file=file_index)

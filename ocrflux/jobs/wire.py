@@ -18,6 +18,16 @@ _SAMPLE_TYPES = {
     "batch_output": "batch_result",
     "batch_error": "batch_error",
 }
+OCR_INPUT = "ocr_input"  # the sample_type of a document uploaded for `/v1/ocr` lines
+
+
+def purposes_of(sample_types: list[str]) -> list[str]:
+    """The file purposes Mistral's `sample_type` filter names (unknown ones: none)."""
+    wanted = set(sample_types)
+    found = [purpose for purpose, kind in _SAMPLE_TYPES.items() if kind in wanted]
+    return found + (["ocr"] if OCR_INPUT in wanted else [])
+
+
 _MISTRAL_STATUS = {
     Status.VALIDATING: "QUEUED",
     Status.IN_PROGRESS: "RUNNING",
@@ -27,8 +37,17 @@ _MISTRAL_STATUS = {
     Status.EXPIRED: "TIMEOUT_EXCEEDED",
     Status.CANCELLED: "CANCELLED",
 }
-MISTRAL_STATUSES = {
-    value: key for key, value in _MISTRAL_STATUS.items() if key != Status.FINALIZING
+# What each Mistral status means in the store, for `GET /v1/batch/jobs?status=`: (status, was
+# it cancelled: True / False / None for either), so a filter finds just the jobs shown with it.
+Phase = tuple[Status, bool | None]
+MISTRAL_PHASES: dict[str, list[Phase]] = {
+    "QUEUED": [(Status.VALIDATING, None)],
+    "RUNNING": [(Status.IN_PROGRESS, None), (Status.CANCELLING, False), (Status.FINALIZING, False)],
+    "CANCELLATION_REQUESTED": [(Status.CANCELLING, True), (Status.FINALIZING, True)],
+    "SUCCESS": [(Status.COMPLETED, None)],
+    "FAILED": [(Status.FAILED, None)],
+    "TIMEOUT_EXCEEDED": [(Status.EXPIRED, None)],
+    "CANCELLED": [(Status.CANCELLED, None)],
 }
 
 
@@ -44,11 +63,12 @@ def file_object(record: FileRecord) -> dict[str, Any]:
         "status_details": None,
         "expires_at": None,
         # Mistral's
-        "sample_type": _SAMPLE_TYPES.get(record.purpose, "ocr_input"),
+        "sample_type": _SAMPLE_TYPES.get(record.purpose, OCR_INPUT),
         "source": "upload" if record.batch_id is None else "mistral",
         "num_lines": record.num_lines,
         "mimetype": record.mimetype,
         "signature": None,
+        "deleted": False,  # Mistral's `GetFileResponse` requires it
     }
 
 

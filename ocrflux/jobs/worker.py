@@ -229,10 +229,10 @@ class BatchWorker:
         while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
             custom_ids = {spec.line_no: spec.custom_id for spec in chunk}
             for line_no in await self.queue.add_lines(batch.id, chunk):
-                errors.add(
+                scanner.add(
                     "duplicate_custom_id",
                     f"custom_id {custom_ids[line_no]!r} is used by an earlier line",
-                    line=scanner.where[line_no][1],
+                    scanner.where[line_no],
                     param="custom_id",
                 )
             if time.monotonic() - renewed > self.lease / 3:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from ocrflux.errors import APIError
-from ocrflux.jobs.records import Status
 from ocrflux.jobs.service import check_metadata, completion_hours
 from ocrflux.jobs.wire import (
-    MISTRAL_STATUSES,
+    MISTRAL_PHASES,
+    Phase,
     mistral_job,
     mistral_job_list,
     openai_batch,
@@ -136,25 +137,59 @@ async def list_jobs(
     status: Annotated[list[str] | None, Query()] = None,
     created_after: datetime | None = None,
     created_by_me: bool = False,  # every job a key sees is its own
+    model: str | None = None,
+    agent_id: str | None = None,
+    order_by: str = "-created",
+    metadata: str | None = None,
 ) -> Response:
-    statuses: list[Status] = []
+    if order_by not in ("created", "-created"):
+        raise APIError(400, "order_by must be 'created' or '-created'", param="order_by")
+    pairs = _metadata_filter(request, metadata)
+    phases: list[Phase] = []
     for name in status or []:
-        if name not in MISTRAL_STATUSES and name != "CANCELLATION_REQUESTED":
+        if name not in MISTRAL_PHASES:
             raise APIError(400, f"unknown status {name!r}", param="status")
-        if name == "CANCELLATION_REQUESTED":
-            statuses.append(Status.CANCELLING)
-        else:
-            statuses.append(MISTRAL_STATUSES[name])
-            if name == "RUNNING":
-                statuses.append(Status.FINALIZING)
+        phases += MISTRAL_PHASES[name]
+    if agent_id:  # no job here runs an agent
+        return json_response(mistral_job_list([], 0))
     records, total = await jobs.catalog.list_batches(
         owner_of(request, settings),
         limit=page_size,
         offset=page * page_size,
-        statuses=statuses,
-        created_after=int(created_after.timestamp()) if created_after else None,
+        phases=phases,
+        created_after=_epoch(created_after) if created_after else None,
+        model=model,
+        metadata=pairs,
+        oldest_first=order_by == "created",
     )
     return json_response(mistral_job_list(records, total))
+
+
+def _epoch(moment: datetime) -> int:
+    """A time as seconds since the epoch; one without a time zone is UTC (not the server's)."""
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
+
+
+# The query parameters `GET /v1/batch/jobs` knows; Mistral's SDK sends a `metadata` filter
+# exploded, each pair a parameter of its own, so any other parameter is a metadata pair.
+_JOB_FILTERS = {
+    "page", "page_size", "status", "created_after", "created_by_me", "model", "agent_id",
+    "order_by", "metadata",
+}  # fmt: skip
+
+
+def _metadata_filter(request: Request, metadata: str | None) -> dict[str, str]:
+    """The metadata pairs a job must hold: exploded parameters, or `metadata` as JSON."""
+    pairs = {k: v for k, v in request.query_params.items() if k not in _JOB_FILTERS}
+    if metadata is not None:
+        try:
+            given = orjson.loads(metadata)
+        except orjson.JSONDecodeError:
+            given = None
+        if not isinstance(given, dict) or not all(isinstance(v, str) for v in given.values()):
+            raise APIError(400, "metadata must be a JSON object of strings", param="metadata")
+        pairs |= given
+    return pairs
 
 
 @batches.get("/batch/jobs/{job_id}")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 
 from ocrflux.errors import APIError
 from ocrflux.http.uploads import read_multipart
 from ocrflux.jobs.service import JobsService, SpooledUpload
-from ocrflux.jobs.wire import file_list, file_object
+from ocrflux.jobs.wire import file_list, file_object, purposes_of
 from ocrflux.protocol import json_response
 from ocrflux.routes.common import SettingsDep, owner_of, require_api_key
 
@@ -72,6 +72,10 @@ async def list_files(
     order: str = "desc",
     page: int | None = None,
     page_size: int | None = None,
+    sample_type: Annotated[list[str] | None, Query()] = None,
+    source: Annotated[list[str] | None, Query()] = None,
+    search: str | None = None,
+    mimetypes: Annotated[list[str] | None, Query()] = None,
 ) -> Response:
     if order not in ("asc", "desc"):
         raise APIError(400, "order must be 'asc' or 'desc'", param="order")
@@ -79,6 +83,8 @@ async def list_files(
     if not 1 <= size <= MAX_PAGE:
         raise APIError(400, f"limit must be 1-{MAX_PAGE}", param="limit")
     offset = (page or 0) * size if page_size or page else 0
+    if source is not None and not {"upload", "mistral"} & set(source):
+        return json_response(file_list([], 0, False))  # e.g. "repository": none here
     records, total = await jobs.catalog.list_files(
         owner_of(request, settings),
         limit=size + 1,
@@ -86,6 +92,11 @@ async def list_files(
         purpose=purpose,
         newest_first=order == "desc",
         offset=offset,
+        # Mistral's filters
+        purposes=None if sample_type is None else purposes_of(sample_type),
+        uploaded=_uploaded(source),
+        search=search,
+        mimetypes=mimetypes,
     )
     return json_response(file_list(records[:size], total, len(records) > size))
 
@@ -118,6 +129,14 @@ async def delete_file(
 ) -> Response:
     record = await jobs.delete_file(owner_of(request, settings), file_id)
     return json_response({"id": record.id, "object": "file", "deleted": True})
+
+
+def _uploaded(sources: list[str] | None) -> bool | None:
+    """Mistral's `source` filter: "upload" is what clients sent, "mistral" what batches wrote
+    (None: either)."""
+    if sources is None or {"upload", "mistral"} <= set(sources):
+        return None
+    return "upload" in sources
 
 
 def _count_lines(path: str) -> int:

@@ -18,6 +18,7 @@ from tests.jobs.batch_support import (
     data_url,
     finish,
     ocr_body,
+    read_lines,
     requests,
     submit,
 )
@@ -85,5 +86,56 @@ def test_files_and_ended_batches_are_deleted_after_the_retention(fake: FakeVLLMP
             with pytest.raises(openai.NotFoundError):
                 sdk.files.retrieve(file_id)
         assert list((Path(gateway.env["DATA_DIR"]) / "files").iterdir()) == []
+    finally:
+        gateway.stop()
+
+
+def test_every_batch_door_hides_another_keys_work(fake: FakeVLLMProcess) -> None:
+    from mistralai.client import Mistral, errors
+
+    fake.control(answer=page_json("Mine."))
+    gateway = start_gateway(
+        gateway_env(
+            fake.port, api_keys="key-one,key-two", max_active_batches=1, batch_poll_interval=0.1
+        )
+    )
+    try:
+        one, two = client(gateway, "key-one"), client(gateway, "key-two")
+        pdf = make_pdf([Page(612, 792, ("Private.",))])
+        document = one.files.create(file=("a.pdf", io.BytesIO(pdf)), purpose="ocr")  # type: ignore[arg-type]
+        by_file = {"model": "m", "document": {"type": "file", "file_id": document.id}}
+        mine = finish(one, submit(one, requests(OCR, [by_file]), OCR))
+        assert mine.request_counts.completed == 1 and mine.output_file_id
+        # A line of key-two naming key-one's document: that line is a 404.
+        theirs = finish(two, submit(two, requests(OCR, [by_file]), OCR))
+        assert (theirs.request_counts.completed, theirs.request_counts.failed) == (0, 1)
+        (line,) = read_lines(two, theirs.error_file_id)
+        assert line["response"]["status_code"] == 404
+        with pytest.raises(openai.NotFoundError):
+            two.files.content(mine.output_file_id)
+        mistral = Mistral(api_key="key-two", server_url=gateway.url)
+        for call in (
+            lambda: mistral.batch.jobs.get(job_id=mine.id),
+            lambda: mistral.batch.jobs.cancel(job_id=mine.id),
+            lambda: mistral.files.retrieve(file_id=document.id),
+            lambda: mistral.files.download(file_id=mine.output_file_id),
+            lambda: mistral.files.delete(file_id=mine.input_file_id),
+        ):
+            with pytest.raises(errors.SDKError) as hidden:
+                call()
+            assert hidden.value.status_code == 404
+        assert mine.id not in [j.id for j in mistral.batch.jobs.list().data or []]
+        assert mistral.batch.jobs.list().total == 1  # its own batch only
+        assert document.id not in [f.id for f in mistral.files.list().data]
+        # MAX_ACTIVE_BATCHES counts per key: key-one's running batch does not stop key-two.
+        fake.control(answer=page_json("Slow."), delay=5)
+        hello = {"model": "m", "messages": [{"role": "user", "content": "hello"}]}
+        slow = submit(one, requests(CHAT, [hello]), CHAT)
+        with pytest.raises(openai.RateLimitError):
+            submit(one, requests(CHAT, [hello]), CHAT)
+        other = submit(two, requests(CHAT, [hello]), CHAT)
+        for sdk, batch in ((one, slow), (two, other)):
+            sdk.batches.cancel(batch.id)
+            finish(sdk, batch)
     finally:
         gateway.stop()

@@ -268,8 +268,10 @@ def test_metrics_count_batches_and_lines_and_ready_ignores_the_backlog(
     from prometheus_client.parser import text_string_to_metric_families
 
     page = chat_body(data_url(png(400, 500), "image/png"))
-    done = finish(sdk, submit(sdk, requests(CHAT, [page] * 3), CHAT))
+    refused = chat_body(data_url(png(400, 500), "image/png"), stream=True)  # fails at once
+    done = finish(sdk, submit(sdk, requests(CHAT, [page] * 3 + [refused]), CHAT))
     assert done.status == "completed" and done.request_counts.completed == 3
+    assert done.request_counts.failed == 1
     fake.control(answer=PAGE, delay=2, capacity=1)
     waiting = submit(sdk, requests(CHAT, [page] * 50), CHAT)
     wait(lambda: sdk.batches.retrieve(waiting.id), lambda b: b.status == "in_progress")
@@ -284,7 +286,92 @@ def test_metrics_count_batches_and_lines_and_ready_ignores_the_backlog(
     assert samples[("ocrflux_batches", (("status", "completed"),))] >= 1
     assert samples[("ocrflux_batch_lines_waiting", ())] > 0
     assert samples[("ocrflux_batch_lines_total", (("outcome", "succeeded"),))] >= 3
-    assert samples[("ocrflux_batch_line_duration_seconds_count", ())] >= 3
+    assert samples[("ocrflux_batch_lines_total", (("outcome", "failed"),))] >= 1
+    assert samples[("ocrflux_batch_line_duration_seconds_count", ())] >= 4
     assert ("ocrflux_background_in_flight", ()) in samples
     sdk.batches.cancel(waiting.id)
     finish(sdk, waiting)
+
+
+def test_files_list_in_pages_by_purpose_and_order(sdk: openai.OpenAI) -> None:
+    pdf = make_pdf([Page(612, 792, ("Listed.",))])
+    made = [
+        sdk.files.create(file=(f"{n}.pdf", io.BytesIO(pdf)), purpose="ocr").id  # type: ignore[arg-type]
+        for n in range(3)
+    ]
+    newest = sdk.files.list(purpose="ocr", limit=2)
+    assert [f.id for f in newest.data] == [made[2], made[1]] and newest.has_more
+    assert all(f.purpose == "ocr" for f in newest.data)
+    rest = sdk.files.list(purpose="ocr", limit=2, after=made[1])
+    assert [f.id for f in rest.data][:1] == [made[0]]
+    oldest = sdk.files.list(purpose="ocr", order="asc", after=made[0], limit=10)
+    assert [f.id for f in oldest.data] == made[1:] and not oldest.has_more
+    followed = [f.id for f in sdk.files.list(purpose="ocr", limit=1)]  # the SDK turns pages
+    assert followed[:3] == made[::-1] and len(followed) == len(set(followed))
+    assert made[0] not in [f.id for f in sdk.files.list(purpose="batch", limit=10_000)]
+    with pytest.raises(openai.BadRequestError, match="order"):
+        sdk.files.list(order="sideways")  # type: ignore[arg-type]
+
+
+def test_every_bad_line_is_named_and_the_rest_counted(sdk: openai.OpenAI) -> None:
+    good = requests(OCR, [ocr_body("data:application/pdf;base64,AA")])
+    bad = [
+        b"{not json",
+        b'{"method": "POST", "url": "/v1/ocr", "body": {}}',
+        b'{"custom_id": "req-0", "method": "POST", "url": "/v1/ocr", "body": {}}',
+        b'{"custom_id": "c", "method": "POST", "url": "/v1/chat/completions", "body": {}}',
+        b'{"custom_id": "d", "method": "POST", "url": "/v1/ocr", "body": "text"}',
+    ]
+    many = b"\n".join(bad * 3) + b"\n"  # 15 bad lines, lines 2 to 16
+    done = finish(sdk, submit(sdk, good + many, OCR))
+    assert done.status == "failed" and done.errors is not None
+    listed = [(e.code, e.line) for e in done.errors.data or []]
+    codes = ["invalid_json_line", "missing_custom_id", "duplicate_custom_id",
+             "mismatched_endpoint", "invalid_body"]  # fmt: skip
+    assert listed[:10] == [(codes[n % 5], n + 2) for n in range(10)]
+    more = (done.errors.data or [])[10]
+    assert (more.code, more.line) == ("more_errors", None)
+    assert more.message.startswith("5 more lines have errors")
+
+
+def test_a_chat_line_fails_with_the_endpoints_own_error(sdk: openai.OpenAI) -> None:
+    bad = chat_body("data:image/png;base64,bm90IGFuIGltYWdl")  # "not an image"
+    done = finish(sdk, submit(sdk, requests(CHAT, [bad]), CHAT))
+    assert done.status == "completed"  # a line's error is its result, not the batch's
+    assert (done.request_counts.completed, done.request_counts.failed) == (0, 1)
+    (line,) = read_lines(sdk, done.error_file_id)
+    direct = httpx.post(f"{sdk.base_url}chat/completions", json=bad, timeout=30)
+    assert direct.status_code == 400
+    assert line["response"]["status_code"] == 400 and line["response"]["body"] == direct.json()
+    assert line["response"]["body"]["error"]["type"] == "invalid_request_error"
+    assert line["error"] is None
+
+
+def test_a_running_batchs_input_file_is_not_deleted_until_it_ends(
+    sdk: openai.OpenAI, fake: FakeVLLMProcess
+) -> None:
+    fake.control(answer=PAGE, delay=2, capacity=1)
+    line = requests(CHAT, [chat_body(data_url(png(300, 410), "image/png"))] * 3)
+    batch = submit(sdk, line, CHAT)
+    with pytest.raises(openai.ConflictError, match=f"input of batch {batch.id}"):
+        sdk.files.delete(batch.input_file_id)
+    assert sdk.files.retrieve(batch.input_file_id).id == batch.input_file_id
+    sdk.batches.cancel(batch.id)
+    assert finish(sdk, batch).status == "cancelled"
+    assert sdk.files.delete(batch.input_file_id).deleted is True
+
+
+def test_a_chat_lines_image_url_goes_through_the_ssrf_guard(sdk: openai.OpenAI) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0)
+    inner = chat_body(f"http://127.0.0.1:{listener.getsockname()[1]}/secret.png")
+    done = finish(sdk, submit(sdk, requests(CHAT, [inner]), CHAT))
+    assert (done.request_counts.completed, done.request_counts.failed) == (0, 1)
+    (line,) = read_lines(sdk, done.error_file_id)
+    assert line["response"]["status_code"] == 400
+    assert "127.0.0.1" in line["response"]["body"]["error"]["message"]
+    with pytest.raises(BlockingIOError):
+        listener.accept()  # nothing ever connected
+    listener.close()

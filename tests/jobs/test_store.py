@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from sqlalchemy import insert
@@ -10,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ocrflux.jobs.records import BatchRecord, FileRecord, LineResult, LineSpec, Status
 from ocrflux.jobs.store import Catalog, WorkQueue, connect
-from ocrflux.jobs.store.schema import SchemaTooNew, schema_version
+from ocrflux.jobs.store.schema import SchemaTooNew, batches, schema_version
 
 LEASE = 60.0
 
@@ -282,3 +283,71 @@ async def test_batches_list_newest_first_by_owner(engine: AsyncEngine, limit: in
     assert await catalog.active_batches("alice") == 5
     filtered, _ = await catalog.list_batches("alice", limit=10, statuses=[Status.COMPLETED])
     assert filtered == []
+
+
+async def test_batches_are_filtered_by_model_and_metadata_pairs(engine: AsyncEngine) -> None:
+    from dataclasses import replace
+
+    catalog = Catalog(engine)
+    tags = [("ocr-a", {"team": "red", "k'\"$.x": "1"}), ("ocr-b", {"team": "red"}), ("ocr-a", None)]
+    for n, (model, metadata) in enumerate(tags):
+        await catalog.add_batch(replace(a_batch(f"batch_{n}"), model=model, metadata=metadata))
+
+    async def ids(**filters: object) -> list[str]:
+        found, total = await catalog.list_batches("alice", limit=10, **filters)  # type: ignore[arg-type]
+        assert total == len(found)
+        return [b.id for b in found]
+
+    assert await ids(model="ocr-a") == ["batch_2", "batch_0"]
+    assert await ids(metadata={"team": "red"}) == ["batch_1", "batch_0"]
+    assert await ids(metadata={"team": "red", "k'\"$.x": "1"}) == ["batch_0"]
+    assert await ids(metadata={"team": "blue"}) == []
+    assert await ids(oldest_first=True) == ["batch_0", "batch_1", "batch_2"]
+    page, _ = await catalog.list_batches("alice", limit=1, after="batch_0", oldest_first=True)
+    assert [b.id for b in page] == ["batch_1"]
+
+
+async def test_the_embedded_database_is_sqlite_in_wal_mode_under_data_dir(tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    from ocrflux.jobs.store import database_url
+
+    url = database_url("", str(tmp_path / "data"))
+    engine = await connect(url)
+    try:
+        async with engine.connect() as conn:
+            mode = (await conn.execute(text("PRAGMA journal_mode"))).scalar_one()
+            synchronous = (await conn.execute(text("PRAGMA synchronous"))).scalar_one()
+        assert (mode, synchronous) == ("wal", 1)  # 1: NORMAL
+        assert (tmp_path / "data" / "jobs.sqlite3").exists()
+    finally:
+        await engine.dispose()
+
+
+async def test_a_mistral_status_filter_finds_exactly_the_jobs_shown_with_that_status(
+    engine: AsyncEngine,
+) -> None:
+    from dataclasses import replace
+
+    from ocrflux.jobs.wire import MISTRAL_PHASES, mistral_status
+
+    catalog = Catalog(engine)
+    states = [(s, None) for s in Status if s not in (Status.CANCELLING, Status.FINALIZING)]
+    states += [(Status.CANCELLING, Status.CANCELLED), (Status.CANCELLING, Status.EXPIRED)]
+    states += [(Status.FINALIZING, o) for o in (Status.COMPLETED, Status.CANCELLED, Status.EXPIRED)]
+    made = []
+    for n, (status, outcome) in enumerate(states):
+        made.append(replace(a_batch(f"batch_{n:02d}"), status=status, outcome=outcome))
+        await catalog.add_batch(made[-1])
+    async with engine.begin() as conn:  # add_batch writes a new batch: set the states
+        for batch in made:
+            await conn.execute(
+                batches.update()
+                .where(batches.c.id == batch.id)
+                .values(status=batch.status.value, outcome=batch.outcome and batch.outcome.value)
+            )
+    for name, phases in MISTRAL_PHASES.items():
+        found, _ = await catalog.list_batches("alice", limit=100, phases=phases)
+        shown = {b.id for b in made if mistral_status(b) == name}
+        assert {b.id for b in found} == shown, name
+    assert set(MISTRAL_PHASES) == {mistral_status(b) for b in made}

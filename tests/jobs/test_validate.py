@@ -119,3 +119,21 @@ def test_a_big_file_comes_in_chunks(tmp_path: Path) -> None:
     (tmp_path / "files" / "k0").write_text(text)
     sizes = [len(chunk) for chunk in scanner.chunks()]
     assert sizes == [CHUNK_LINES, CHUNK_LINES, 3]
+
+
+def test_errors_of_several_files_are_listed_in_file_order_and_say_which_file(
+    tmp_path: Path,
+) -> None:
+    _, errors, _ = scan(tmp_path, f"{line('a')}\n{line('b')}\n{{bad", "{bad\n" + line("c"))
+    assert [(e["line"], e["message"]) for e in errors.data] == [
+        (3, "the line is not valid JSON (input file 1)"),
+        (1, "the line is not valid JSON (input file 2)"),
+    ]
+
+
+def test_the_first_errors_by_place_are_kept_whenever_they_are_found() -> None:
+    errors = ValidationErrors(limit=3)
+    for file, at in ((0, 5), (1, 1), (0, 7), (0, 2), (0, 9), (0, 1)):
+        errors.add("x", f"{file}:{at}", line=at, file=file)
+    assert [e["message"] for e in errors.data] == ["0:1", "0:2", "0:5"]
+    assert errors.count == 6 and errors.summary()[-1]["message"].startswith("3 more lines")

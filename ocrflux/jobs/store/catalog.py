@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy import JSON, ColumnElement, Row, and_, cast, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ocrflux.jobs.records import ACTIVE, BatchRecord, FileRecord, Status
@@ -82,6 +82,15 @@ def file_values(record: FileRecord) -> dict[str, Any]:
     }
 
 
+def _phase(status: Status, cancelled: bool | None) -> ColumnElement[bool]:
+    if cancelled is None:
+        return batches.c.status == status.value
+    was = batches.c.outcome == Status.CANCELLED.value
+    if not cancelled:
+        was = or_(batches.c.outcome.is_(None), batches.c.outcome != Status.CANCELLED.value)
+    return and_(batches.c.status == status.value, was)
+
+
 class Catalog:
     """Files and batches, as the routes need them."""
 
@@ -112,11 +121,25 @@ class Catalog:
         purpose: str | None = None,
         newest_first: bool = True,
         offset: int = 0,
+        purposes: Sequence[str] | None = None,
+        uploaded: bool | None = None,
+        search: str | None = None,
+        mimetypes: Sequence[str] | None = None,
     ) -> tuple[list[FileRecord], int]:
-        """A page of files (newest first, or oldest) and how many the owner has in all."""
+        """A page of files (newest first, or oldest) and how many match in all. `purposes`,
+        `mimetypes`: any of them; `uploaded`: uploads (True) or batch outputs (False);
+        `search`: in the file name, in any case."""
         where = [files.c.owner == owner]
         if purpose:
             where.append(files.c.purpose == purpose)
+        if purposes is not None:
+            where.append(files.c.purpose.in_(purposes))
+        if uploaded is not None:
+            where.append(files.c.batch_id.is_(None) if uploaded else files.c.batch_id.is_not(None))
+        if search:
+            where.append(func.lower(files.c.filename).contains(search.lower(), autoescape=True))
+        if mimetypes is not None:
+            where.append(files.c.mimetype.in_(mimetypes))
         async with self.engine.connect() as conn:
             total = (
                 await conn.execute(select(func.count()).select_from(files).where(*where))
@@ -177,11 +200,21 @@ class Catalog:
         statuses: Sequence[Status] = (),
         created_after: int | None = None,
         api: str | None = None,
+        model: str | None = None,
+        metadata: dict[str, str] | None = None,
+        oldest_first: bool = False,
+        phases: Sequence[tuple[Status, bool | None]] = (),
     ) -> tuple[list[BatchRecord], int]:
-        """A page of batches, newest first, and how many match in all."""
+        """A page of batches, newest first (or oldest), and how many match in all."""
         where = [batches.c.owner == owner]
+        if model is not None:
+            where.append(batches.c.model == model)
+        for key, value in (metadata or {}).items():
+            where.append(self._has_pair(key, value))
         if statuses:
             where.append(batches.c.status.in_([s.value for s in statuses]))
+        if phases:  # (status, whether it was cancelled: None for either)
+            where.append(or_(*(_phase(status, cancelled) for status, cancelled in phases)))
         if created_after is not None:
             where.append(batches.c.created_at >= created_after)
         if api:
@@ -191,16 +224,25 @@ class Catalog:
                 await conn.execute(select(func.count()).select_from(batches).where(*where))
             ).scalar_one()
             if after:
-                where.append(batches.c.id < after)
+                where.append(batches.c.id > after if oldest_first else batches.c.id < after)
             query = (
                 select(batches)
                 .where(*where)
-                .order_by(batches.c.id.desc())
+                .order_by(batches.c.id if oldest_first else batches.c.id.desc())
                 .offset(offset)
                 .limit(limit)
             )
             rows = (await conn.execute(query)).all()
         return [batch_record(r) for r in rows], total
+
+    def _has_pair(self, key: str, value: str) -> ColumnElement[bool]:
+        """The batch's metadata holds `key: value` (any key: no JSON path to quote)."""
+        if self.engine.dialect.name == "postgresql":
+            pairs = func.json_each_text(cast(batches.c.metadata, JSON))
+        else:
+            pairs = func.json_each(batches.c.metadata)
+        each = pairs.table_valued("key", "value")
+        return select(each.c.key).where(each.c.key == key, each.c.value == value).exists()
 
     async def active_batches(self, owner: str) -> int:
         async with self.engine.connect() as conn:
