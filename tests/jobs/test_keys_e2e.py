@@ -47,7 +47,8 @@ def test_another_keys_files_and_batches_are_not_found(fake: FakeVLLMProcess) -> 
             with pytest.raises(openai.NotFoundError):  # a 404, never a 403 that confirms it
                 call()
         assert two.files.list().data == [] and two.batches.list().data == []
-        assert [f.id for f in one.files.list().data] == [batch.input_file_id, document.id]
+        # Both made in the same second: their order is the ids' (random), so compare the sets.
+        assert {f.id for f in one.files.list().data} == {batch.input_file_id, document.id}
         by_two = httpx.post(
             f"{gateway.url}/v1/ocr",
             json={"document": {"type": "file", "file_id": document.id}},
