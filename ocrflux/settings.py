@@ -218,6 +218,12 @@ class Settings(BaseSettings):
     local_threads: int = Field(
         1, ge=1, le=64, description="Local engine: ONNX Runtime threads per worker."
     )
+    local_tesseract: bool = Field(
+        True,
+        description="Local engine: read pages in scripts its recogniser cannot read (Korean, "
+        "Arabic, ...) with Tesseract when the `tesseract` binary and that script's language pack "
+        "are installed; otherwise such a page is a fallback page, never an empty success.",
+    )
     fallback_backend: Literal["none", "local"] = Field(
         "none",
         description="`local`: pages go to the local engine while every vLLM replica is down "

@@ -56,7 +56,9 @@ def build_engines(settings: Settings, upstream: Upstream, images: ImagePreparer)
     """OCR_BACKEND's engine, wrapped for FALLBACK_BACKEND (see `require_local_engine`)."""
     local = None
     if settings.local_engine_wanted:
-        local = LocalEngine.create(settings.local_workers, settings.local_threads)
+        local = LocalEngine.create(
+            settings.local_workers, settings.local_threads, tesseract=settings.local_tesseract
+        )
     if settings.ocr_backend == "local":
         assert local is not None
         return Engines(local, local)

@@ -1,0 +1,79 @@
+"""Pages in scripts the embedded recogniser cannot read: read by Tesseract, or refused with a
+reason, never an empty or junk success (issue 19)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from ocrflux.engines.local.errors import UnreadableScript
+from ocrflux.engines.local.ocr import Recogniser
+from ocrflux.engines.local.reader import read_page
+from ocrflux.engines.local.tesseract import Tesseract
+from tests.engines.local.pages import accuracy, empty_page, english_form
+from tests.engines.local.script_pages import AR_LINES, KO_LINES, arabic_page, korean_page
+
+needs_tesseract = pytest.mark.skipif(
+    shutil.which("tesseract") is None, reason="Debian's tesseract-ocr is not installed"
+)
+
+
+@pytest.fixture(scope="module")
+def tesseract() -> Tesseract:
+    found = Tesseract.find()
+    assert found is not None
+    return found
+
+
+@needs_tesseract
+@pytest.mark.parametrize(
+    ("make", "lines", "language"),
+    [(korean_page, KO_LINES, "ko"), (arabic_page, AR_LINES, "ar")],
+)
+def test_a_page_in_another_script_is_read_by_tesseract(
+    recogniser: Recogniser, tesseract: Tesseract, make: object, lines: list[str], language: str
+) -> None:
+    assert callable(make)
+    page = make()
+    result = read_page(page.encoded(), recogniser, tesseract)
+    assert result.primary_language == language, result.markdown
+    assert accuracy(" ".join(lines), result.markdown, cjk=language == "ko") >= 0.9, result.markdown
+    assert result.characters >= 0.9 * len("".join("".join(lines).split()))
+    assert "[√]" not in result.markdown and "# " not in result.markdown
+
+
+def test_without_tesseract_an_unreadable_page_is_refused_with_its_reason(
+    recogniser: Recogniser,
+) -> None:
+    with pytest.raises(UnreadableScript, match="Tesseract is not installed"):
+        read_page(arabic_page().encoded(), recogniser)
+
+
+@needs_tesseract
+def test_a_script_without_its_language_pack_is_refused_naming_the_package(
+    recogniser: Recogniser, tesseract: Tesseract
+) -> None:
+    no_arabic = Tesseract(tesseract.binary, tesseract.languages - {"ara"})
+    with pytest.raises(UnreadableScript, match=r"Arabic script.*tesseract-ocr-ara"):
+        read_page(arabic_page().encoded(), recogniser, no_arabic)
+
+
+@needs_tesseract
+def test_latin_and_blank_pages_stay_with_the_recogniser(
+    recogniser: Recogniser, tesseract: Tesseract
+) -> None:
+    # A tesseract that would fail if it were asked anything: these pages never reach it.
+    never = Tesseract("/nonexistent/tesseract", tesseract.languages)
+    english = read_page(english_form().encoded(), recogniser, never)
+    assert "Fire exits are clear" in english.markdown
+    blank = read_page(empty_page().encoded(), recogniser, never)
+    assert blank.markdown == "" and blank.characters == 0
+
+
+@needs_tesseract
+def test_tesseract_detects_the_script_of_a_page(tesseract: Tesseract) -> None:
+    gray = np.asarray(arabic_page().image.convert("L"))
+    assert tesseract.script(gray) == "Arabic"
+    assert {"eng", "osd"} <= tesseract.languages
