@@ -12,7 +12,9 @@ the gateway's IMAGE_MAX_SIDE: what the engine is handed in production) and, unle
 `--no-scans`, also as a synthetic scan (rotated 1 degree, blurred, noise, JPEG quality 55).
 
 Both engines read the same PNG, one thread each, one page at a time: the local engine through
-`read_page` in a child process (so `--baseline REV` can run an older checkout), Tesseract as
+`read_page` in a child process (so `--baseline REV` can run an older checkout), once with
+rapidocr reading the lines (`local`) and once with Tesseract's words (`local-tess`,
+LOCAL_RECOGNISER=tesseract), layout and all; bare Tesseract as
 `tesseract page.png stdout -l LANG` with the document's right language pack (eng, kor+eng or
 ara). Scores are per document (its pages' text joined, against the whole truth): normalised
 Levenshtein similarity of the plain text (Markdown, HTML tags and checkbox marks stripped,
@@ -67,7 +69,11 @@ extra = ()
 if len(inspect.signature(read_page).parameters) > 2:
     from ocrflux.engines.local.tesseract import Tesseract
     extra = (Tesseract.find(),)
-for path in sys.argv[1:]:
+paths = sys.argv[1:]
+if paths[0] == "--tesseract-lines":
+    from ocrflux.engines.local.tesseract import TesseractLines
+    recogniser, paths = TesseractLines(extra[0]), paths[1:]
+for path in paths:
     started = time.perf_counter()
     try:
         markdown, error = read_page(open(path, "rb").read(), recogniser, *extra).markdown, None
@@ -162,11 +168,14 @@ def build_inputs(source: Docling, workdir: Path, side: int, scans: bool) -> list
 # --- the engines -----------------------------------------------------------------------------
 
 
-def read_local(pages: list[Path], root: Path) -> dict[Path, tuple[str, float, str | None]]:
+def read_local(
+    pages: list[Path], root: Path, tesseract_lines: bool = False
+) -> dict[Path, tuple[str, float, str | None]]:
     """Every page read by the local engine of the checkout at `root`, one thread."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(root))
+    env = dict(os.environ, OMP_NUM_THREADS="1", OMP_THREAD_LIMIT="1", PYTHONPATH=str(root))
+    flag = ["--tesseract-lines"] if tesseract_lines else []
     done = subprocess.run(
-        [sys.executable, "-c", _CHILD, *map(str, pages)],
+        [sys.executable, "-c", _CHILD, *flag, *map(str, pages)],
         capture_output=True,
         text=True,
         cwd=root,
@@ -232,9 +241,11 @@ def checkout(rev: str, into: Path) -> Path:
     return into
 
 
-def local_readings(inputs: list[Input], root: Path) -> dict[tuple[str, str], Reading]:
+def local_readings(
+    inputs: list[Input], root: Path, tesseract_lines: bool = False
+) -> dict[tuple[str, str], Reading]:
     pages = [p for i in inputs for p in i.pages]
-    read = read_local(pages, root)
+    read = read_local(pages, root, tesseract_lines)
     out = {}
     for i in inputs:
         texts = [read[p] for p in i.pages]
@@ -298,6 +309,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-scans", action="store_true", help="digital pages only")
     parser.add_argument("--baseline", help="also run the local engine of this git revision")
     parser.add_argument("--only", help="comma-separated document names")
+    parser.add_argument(
+        "--no-rapidocr", action="store_true", help="skip LOCAL_RECOGNISER=rapidocr (slow)"
+    )
     args = parser.parse_args(argv)
     source = args.docling or Path(os.environ.get("DOCLING_DATA", DEFAULT_DOCLING))
     if not source.exists():
@@ -322,7 +336,9 @@ def main(argv: list[str] | None = None) -> None:
                     capture_output=True,
                     check=False,
                 )
-        engines["local"] = local_readings(inputs, ROOT)
+        if not args.no_rapidocr:
+            engines["local"] = local_readings(inputs, ROOT)
+        engines["local-tess"] = local_readings(inputs, ROOT, tesseract_lines=True)
         engines["tesseract"] = tesseract_readings(inputs)
     report(inputs, engines)
 

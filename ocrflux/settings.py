@@ -224,6 +224,12 @@ class Settings(BaseSettings):
         "Arabic, ...) with Tesseract when the `tesseract` binary and that script's language pack "
         "are installed; otherwise such a page is a fallback page, never an empty success.",
     )
+    local_recogniser: Literal["rapidocr", "tesseract"] = Field(
+        "rapidocr",
+        description="Local engine: who reads the text lines: `rapidocr` (the `cpu` extra's "
+        "models: Latin and Chinese) or `tesseract` (Debian's tesseract-ocr, English; several "
+        "times faster per page); layout, tables and checkboxes are the engine's either way.",
+    )
     fallback_backend: Literal["none", "local"] = Field(
         "none",
         description="`local`: pages go to the local engine while every vLLM replica is down "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 
 from ocrflux.engines.base import PageEngine
@@ -24,6 +25,14 @@ def missing_local_engine(settings: Settings) -> str | None:
     if not settings.local_engine_wanted:
         return None
     missing = check_available()
+    if (
+        missing is None
+        and settings.local_recogniser == "tesseract"
+        and not shutil.which("tesseract")
+    ):
+        missing = (
+            "LOCAL_RECOGNISER=tesseract needs the tesseract binary: apt-get install tesseract-ocr"
+        )
     if missing is None:
         return None
     setting = "OCR_BACKEND" if settings.ocr_backend == "local" else "FALLBACK_BACKEND"
@@ -57,7 +66,10 @@ def build_engines(settings: Settings, upstream: Upstream, images: ImagePreparer)
     local = None
     if settings.local_engine_wanted:
         local = LocalEngine.create(
-            settings.local_workers, settings.local_threads, tesseract=settings.local_tesseract
+            settings.local_workers,
+            settings.local_threads,
+            tesseract=settings.local_tesseract,
+            recogniser=settings.local_recogniser,
         )
     if settings.ocr_backend == "local":
         assert local is not None

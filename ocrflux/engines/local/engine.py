@@ -75,8 +75,10 @@ class LocalEngine:
         self.pool = pool
 
     @classmethod
-    def create(cls, workers: int, threads: int, *, tesseract: bool = True) -> LocalEngine:
-        return cls(LocalOCRPool(workers, threads, tesseract=tesseract))
+    def create(
+        cls, workers: int, threads: int, *, tesseract: bool = True, recogniser: str = "rapidocr"
+    ) -> LocalEngine:
+        return cls(LocalOCRPool(workers, threads, tesseract=tesseract, recogniser=recogniser))
 
     async def start(self) -> None:
         """Start the worker processes and load their models (before the gateway is ready)."""

@@ -24,26 +24,32 @@ from ocrflux.engines.local.errors import LocalOCRError, WorkerCrashed
 from ocrflux.engines.local.result import LocalPage
 
 if TYPE_CHECKING:
-    from ocrflux.engines.local.ocr import Recogniser
+    from ocrflux.engines.local.reader import LineReader
     from ocrflux.engines.local.tesseract import Tesseract
 
-_recogniser: Recogniser | None = None  # one per worker process
+_recogniser: LineReader | None = None  # one per worker process
 _tesseract: Tesseract | None = None  # the installed Tesseract, when allowed and found
 
 
-def _init_worker(threads: int, tesseract: bool = True) -> None:
+def _init_worker(threads: int, tesseract: bool = True, recogniser: str = "rapidocr") -> None:
     # Before numpy/OpenCV/ONNX Runtime are imported, so their thread pools see it.
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = str(threads)
     import cv2
 
     from ocrflux.engines.local.ocr import Recogniser
-    from ocrflux.engines.local.tesseract import Tesseract
+    from ocrflux.engines.local.tesseract import Tesseract, TesseractLines
 
     cv2.setNumThreads(threads)
     global _recogniser, _tesseract
-    _recogniser = Recogniser(threads)
-    _tesseract = Tesseract.find() if tesseract else None
+    found = Tesseract.find()
+    _tesseract = found if tesseract else None
+    if recogniser == "tesseract":
+        if found is None:
+            raise LocalOCRError("LOCAL_RECOGNISER=tesseract, but no tesseract binary is installed")
+        _recogniser = TesseractLines(found)
+    else:
+        _recogniser = Recogniser(threads)
 
 
 def _read(image: bytes) -> LocalPage:
@@ -66,12 +72,20 @@ def _ready() -> int:
 class LocalOCRPool:
     """A bounded pool of OCR worker processes: `await pool.read(png_or_jpeg_bytes)`."""
 
-    def __init__(self, workers: int, threads_per_worker: int, *, tesseract: bool = True) -> None:
+    def __init__(
+        self,
+        workers: int,
+        threads_per_worker: int,
+        *,
+        tesseract: bool = True,
+        recogniser: str = "rapidocr",
+    ) -> None:
         if workers < 1 or threads_per_worker < 1:
             raise ValueError("workers and threads_per_worker must be >= 1")
         self.workers = workers
         self.threads_per_worker = threads_per_worker
         self.tesseract = tesseract  # pages in other scripts may go to Tesseract, if installed
+        self.recogniser = recogniser  # who reads the lines: rapidocr or tesseract
         self.submitted = 0  # pages handed to a worker process, ever
         self.in_flight = 0  # pages in a worker process now
         self._executor = self._new_executor()
@@ -83,7 +97,7 @@ class LocalOCRPool:
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(self.threads_per_worker, self.tesseract),
+            initargs=(self.threads_per_worker, self.tesseract, self.recogniser),
         )
 
     async def _run(self, fn: object, *args: object) -> object:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import time
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -16,9 +17,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ocrflux.engines.local.checkboxes import erase, find_checkboxes
 from ocrflux.engines.local.errors import UnreadableImage
+from ocrflux.engines.local.geometry import TextLine
 from ocrflux.engines.local.language import count_characters, primary_language
 from ocrflux.engines.local.markdown import compose
-from ocrflux.engines.local.ocr import Recogniser
 from ocrflux.engines.local.pixels import deskew_angle, ink_mask, rotate
 from ocrflux.engines.local.result import LocalPage
 from ocrflux.engines.local.scripts import is_suspect, read_other_script
@@ -31,6 +32,12 @@ MAX_SIDE = 2400
 _MIN_SKEW = 0.2  # degrees; less is not worth resampling the page for
 
 PageImage = bytes | Image.Image | np.ndarray
+
+
+class LineReader(Protocol):
+    """What reads a page's text lines: rapidocr's `ocr.Recogniser` or `tesseract.TesseractLines`."""
+
+    def read(self, image: np.ndarray) -> list[TextLine]: ...
 
 
 def _open(data: bytes) -> Image.Image:
@@ -75,7 +82,7 @@ def to_gray(image: PageImage) -> np.ndarray:
 
 
 def read_page(
-    image: PageImage, recogniser: Recogniser, tesseract: Tesseract | None = None
+    image: PageImage, recogniser: LineReader, tesseract: Tesseract | None = None
 ) -> LocalPage:
     """Read one page image into Markdown with the given recogniser; `tesseract` (optional)
     reads the pages in scripts the recogniser cannot read."""

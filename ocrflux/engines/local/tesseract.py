@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from ocrflux.engines.local.errors import LocalOCRError
+from ocrflux.engines.local.geometry import Box, TextLine, Word
 
 # Tesseract's OSD script names -> the language pack that reads them (Debian package
 # tesseract-ocr-<pack>). Latin and Han are what the embedded recogniser reads itself.
@@ -107,3 +108,43 @@ class Tesseract:
         text = self._run(gray, "-l", pack, "--psm", "3")
         paragraphs = re.split(r"\n\s*\n", text.replace("\f", ""))
         return "\n\n".join(p.strip() for p in paragraphs if p.strip())
+
+
+_PAD = 0.15  # Tesseract's line boxes hug the glyphs; the detector's have this margin per side
+
+
+class TesseractLines:
+    """Tesseract as the line recogniser (`LOCAL_RECOGNISER=tesseract`): its TSV words become
+    the same `TextLine`s rapidocr gives, so the layout steps are shared."""
+
+    def __init__(self, tesseract: Tesseract, pack: str = "eng") -> None:
+        if pack not in tesseract.languages:
+            raise TesseractFailed(f"Tesseract has no {pack!r} language pack")
+        self.tesseract = tesseract
+        self.pack = pack
+
+    def read(self, image: np.ndarray) -> list[TextLine]:
+        """The text lines of a grayscale page, in Tesseract's order."""
+        tsv = self.tesseract._run(image, "-l", self.pack, "--psm", "3", "tsv")
+        grouped: dict[tuple[str, ...], list[tuple[str, Box, float]]] = {}
+        for row in tsv.splitlines()[1:]:
+            cells = row.split("\t")
+            if len(cells) != 12 or cells[0] != "5" or not cells[11].strip():
+                continue
+            left, top, width, height = (float(v) for v in cells[6:10])
+            box = Box(left, top, left + width, top + height)
+            grouped.setdefault(tuple(cells[1:5]), []).append(
+                (cells[11].strip(), box, float(cells[10]))
+            )
+        lines = []
+        for words in grouped.values():
+            line_box = Box.union(b for _, b, _ in words)
+            pad = _PAD * line_box.height
+            y0, y1 = line_box.y0 - pad, line_box.y1 + pad
+            placed = tuple(
+                Word(text, Box(b.x0, y0, b.x1, y1), k > 0) for k, (text, b, _) in enumerate(words)
+            )
+            quad = ((line_box.x0, y0), (line_box.x1, y0), (line_box.x1, y1), (line_box.x0, y1))
+            score = sum(max(0.0, c) for _, _, c in words) / (100.0 * len(words))
+            lines.append(TextLine(" ".join(w.text for w in placed), quad, score, placed))
+        return lines

@@ -8,11 +8,13 @@ import shutil
 import numpy as np
 import pytest
 
+from ocrflux.engines.factory import missing_local_engine
 from ocrflux.engines.local.errors import UnreadableScript
 from ocrflux.engines.local.ocr import Recogniser
 from ocrflux.engines.local.reader import read_page
-from ocrflux.engines.local.tesseract import Tesseract
-from tests.engines.local.pages import accuracy, empty_page, english_form
+from ocrflux.engines.local.tesseract import Tesseract, TesseractLines
+from ocrflux.settings import Settings
+from tests.engines.local.pages import PAGES, accuracy, empty_page, english_form
 from tests.engines.local.script_pages import AR_LINES, KO_LINES, arabic_page, korean_page
 
 needs_tesseract = pytest.mark.skipif(
@@ -77,3 +79,26 @@ def test_tesseract_detects_the_script_of_a_page(tesseract: Tesseract) -> None:
     gray = np.asarray(arabic_page().image.convert("L"))
     assert tesseract.script(gray) == "Arabic"
     assert {"eng", "osd"} <= tesseract.languages
+
+
+@needs_tesseract
+@pytest.mark.parametrize(("name", "floor"), [("english_form", 0.97), ("two_columns", 0.97)])
+def test_tesseract_can_be_the_line_recogniser(
+    tesseract: Tesseract, name: str, floor: float
+) -> None:
+    page = PAGES[name]()
+    result = read_page(page.encoded(), TesseractLines(tesseract), tesseract)
+    assert accuracy(page.text, result.markdown) >= floor, result.markdown
+    assert result.primary_language == "en"
+    if name == "english_form":
+        # The engine's own structure: checkboxes from the pixels, the ruled table as HTML.
+        assert "[√] Fire exits are clear" in result.markdown
+        assert "[ ] Ladders are tagged" in result.markdown
+        assert "<table>" in result.markdown
+
+
+def test_the_tesseract_recogniser_needs_the_binary(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    settings = Settings(ocr_backend="local", local_recogniser="tesseract", prompt_mode="ocrflux")
+    message = missing_local_engine(settings)
+    assert message is not None and "apt-get install tesseract-ocr" in message
