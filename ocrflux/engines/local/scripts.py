@@ -21,6 +21,10 @@ from ocrflux.engines.local.tesseract import RECOGNISER_SCRIPTS, SCRIPT_PACKS, Te
 _MIN_GLYPHS = 40  # fewer glyph-sized marks than this is not a page of text
 _COVERED = 0.5  # share of the glyphs inside recognised lines below which the page is suspect
 _MAX_GLYPH = 0.06  # a glyph is at most this share of the page's longer side
+# Mean recognition confidence (per character) below which the page is suspect: a recogniser
+# that finds every line of another script but reads it as junk is unsure of it (Tesseract's
+# English pack on Korean: ~0.4; rapidocr on clean or scanned Latin pages: > 0.9).
+_MIN_CONFIDENCE = 0.6
 
 
 def glyph_centres(ink: np.ndarray) -> np.ndarray:
@@ -49,10 +53,19 @@ def covered_share(lines: Sequence[TextLine], ink: np.ndarray) -> tuple[int, floa
     return len(centres), float(mask[ys, xs].mean())
 
 
+def confidence(lines: Sequence[TextLine]) -> float:
+    """The recogniser's mean confidence over the page's characters (1.0 with no text)."""
+    chars = sum(len(line.text) for line in lines)
+    return sum(line.score * len(line.text) for line in lines) / chars if chars else 1.0
+
+
 def is_suspect(lines: Sequence[TextLine], ink: np.ndarray) -> bool:
-    """True when the page has text marks that the recognised lines mostly miss."""
+    """True when the page has text marks that the recognised lines mostly miss, or lines the
+    recogniser read with little confidence."""
     glyphs, covered = covered_share(lines, ink)
-    return glyphs >= _MIN_GLYPHS and covered < _COVERED
+    if glyphs < _MIN_GLYPHS:
+        return False
+    return covered < _COVERED or confidence(lines) < _MIN_CONFIDENCE
 
 
 def read_other_script(

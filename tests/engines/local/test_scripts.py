@@ -102,3 +102,14 @@ def test_the_tesseract_recogniser_needs_the_binary(monkeypatch: pytest.MonkeyPat
     settings = Settings(ocr_backend="local", local_recogniser="tesseract", prompt_mode="ocrflux")
     message = missing_local_engine(settings)
     assert message is not None and "apt-get install tesseract-ocr" in message
+
+
+@needs_tesseract
+def test_with_tesseract_reading_lines_a_korean_page_still_goes_to_the_korean_pack(
+    tesseract: Tesseract,
+) -> None:
+    # Tesseract's English pack finds every line of a Korean page (no ink is left uncovered)
+    # but reads Latin junk with low confidence: that too sends the page to script detection.
+    result = read_page(korean_page().encoded(), TesseractLines(tesseract), tesseract)
+    assert result.primary_language == "ko", result.markdown
+    assert accuracy(" ".join(KO_LINES), result.markdown, cjk=True) >= 0.9, result.markdown
