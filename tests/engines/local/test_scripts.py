@@ -113,3 +113,15 @@ def test_with_tesseract_reading_lines_a_korean_page_still_goes_to_the_korean_pac
     result = read_page(korean_page().encoded(), TesseractLines(tesseract), tesseract)
     assert result.primary_language == "ko", result.markdown
     assert accuracy(" ".join(KO_LINES), result.markdown, cjk=True) >= 0.9, result.markdown
+
+
+@needs_tesseract
+def test_a_page_with_too_few_characters_for_script_detection_has_no_script(
+    tesseract: Tesseract,
+) -> None:
+    # Tesseract's OSD exits with an error ("Too few characters") on such a page: no script,
+    # not a failed page.
+    gray = np.full((600, 500), 255, np.uint8)
+    gray[100:110, 100:400] = 0
+    gray[300:400, 200:210] = 0
+    assert tesseract.script(gray) is None
