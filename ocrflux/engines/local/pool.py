@@ -32,8 +32,9 @@ _tesseract: Tesseract | None = None  # the installed Tesseract, when allowed and
 
 
 def _init_worker(threads: int, tesseract: bool = True, recogniser: str = "rapidocr") -> None:
-    # Before numpy/OpenCV/ONNX Runtime are imported, so their thread pools see it.
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    # Before numpy/OpenCV/ONNX Runtime are imported, so their thread pools see it; the
+    # Tesseract subprocesses inherit it (OpenMP's OMP_THREAD_LIMIT caps theirs).
+    for name in ("OMP_NUM_THREADS", "OMP_THREAD_LIMIT", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = str(threads)
     import cv2
 
