@@ -25,6 +25,10 @@ _MAX_GLYPH = 0.06  # a glyph is at most this share of the page's longer side
 # that finds every line of another script but reads it as junk is unsure of it (Tesseract's
 # English pack on Korean: ~0.4; rapidocr on clean or scanned Latin pages: > 0.9).
 _MIN_CONFIDENCE = 0.6
+# A pack tried on a page whose script OSD named wrongly must read it at least this confidently,
+# and this much more confidently than English does (Korean scan: kor 0.67, eng 0.29, ara 0.24).
+_MIN_PACK_CONFIDENCE = 0.55
+_PACK_MARGIN = 0.2
 
 
 def glyph_centres(ink: np.ndarray) -> np.ndarray:
@@ -86,6 +90,14 @@ def read_other_script(
         return None
     pack = SCRIPT_PACKS.get(script.split("_", 1)[0])
     if pack is None or pack not in tesseract.languages:
+        # OSD misnames scripts on poor scans (docling's Korean report, scanned: "Cyrillic"):
+        # the installed packs for other scripts get a try before the page is refused.
+        tried = sorted(set(SCRIPT_PACKS.values()) & tesseract.languages)
+        scored = [(tesseract.confidence(gray, p), p) for p in tried]
+        best = max(scored, default=(0.0, ""))
+        latin = tesseract.confidence(gray, "eng") if "eng" in tesseract.languages else 0.0
+        if best[0] >= _MIN_PACK_CONFIDENCE and best[0] >= latin + _PACK_MARGIN:
+            return tesseract.read(gray, best[1])
         wanted = f" (Debian package tesseract-ocr-{pack})" if pack else ""
         raise UnreadableScript(
             f"the page is in {script} script, which the embedded recogniser (Latin and "

@@ -103,6 +103,16 @@ class Tesseract:
         # Its confidence is no guide: docling's Korean report scores 0.04 to 0.40 per page.
         return match[1] if match is not None else None
 
+    def confidence(self, gray: np.ndarray, pack: str) -> float:
+        """Tesseract's mean word confidence (0-1) reading the page with one language pack."""
+        tsv = self._run(gray, "-l", pack, "--psm", "3", "tsv")
+        scores = [
+            float(cells[10])
+            for cells in (row.split("\t") for row in tsv.splitlines()[1:])
+            if len(cells) == 12 and cells[0] == "5" and cells[11].strip()
+        ]
+        return sum(scores) / (100.0 * len(scores)) if scores else 0.0
+
     def read(self, gray: np.ndarray, pack: str) -> str:
         """The page's text read with one language pack: paragraphs split by blank lines."""
         text = self._run(gray, "-l", pack, "--psm", "3")

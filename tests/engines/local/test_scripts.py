@@ -125,3 +125,15 @@ def test_a_page_with_too_few_characters_for_script_detection_has_no_script(
     gray[100:110, 100:400] = 0
     gray[300:400, 200:210] = 0
     assert tesseract.script(gray) is None
+
+
+@needs_tesseract
+def test_a_misnamed_script_is_read_with_the_installed_pack_that_fits(
+    recogniser: Recogniser, tesseract: Tesseract, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # OSD named docling's scanned Korean report "Cyrillic" (no pack installed): the installed
+    # packs for other scripts are tried and the one that reads the page confidently wins.
+    monkeypatch.setattr(Tesseract, "script", lambda self, gray: "Cyrillic")
+    result = read_page(korean_page().encoded(), recogniser, tesseract)
+    assert result.primary_language == "ko", result.markdown
+    assert accuracy(" ".join(KO_LINES), result.markdown, cjk=True) >= 0.9, result.markdown
