@@ -44,6 +44,15 @@ ENV PATH="/opt/venv/bin:$PATH" \
     API_PORT=8000 \
     DATA_DIR=/data
 
+# The CPU engine reads scripts its recogniser cannot (Korean, Arabic) with Debian's Tesseract.
+ARG EXTRAS=""
+# hadolint ignore=DL3008
+RUN if [ "$EXTRAS" = "cpu" ]; then \
+        apt-get update \
+        && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-kor tesseract-ocr-ara \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
+
 RUN groupadd --system --gid 10001 ocrflux \
     && useradd --system --uid 10001 --gid ocrflux --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin ocrflux \

@@ -239,6 +239,18 @@ class Settings(BaseSettings):
         description="Local engine: a worker whose resident memory is past this (MB) after a "
         "page is replaced by a fresh one (0: no ceiling).",
     )
+    local_tesseract: bool = Field(
+        True,
+        description="Local engine: read pages in scripts its recogniser cannot read (Korean, "
+        "Arabic, ...) with Tesseract when the `tesseract` binary and that script's language pack "
+        "are installed; otherwise such a page is a fallback page, never an empty success.",
+    )
+    local_recogniser: Literal["rapidocr", "tesseract"] = Field(
+        "rapidocr",
+        description="Local engine: who reads the text lines: `rapidocr` (the `cpu` extra's "
+        "models: Latin and Chinese) or `tesseract` (Debian's tesseract-ocr, English; several "
+        "times faster per page); layout, tables and checkboxes are the engine's either way.",
+    )
     fallback_backend: Literal["none", "local"] = Field(
         "none",
         description="`local`: pages go to the local engine while every vLLM replica is down "

@@ -25,6 +25,7 @@ from ocrflux.engines.base import BACKEND_HEADER
 from tests.documents.pdfs import Page as PdfPage
 from tests.documents.pdfs import make_pdf, table
 from tests.engines.local.pages import SANS, accuracy, english_form, font
+from tests.engines.local.script_pages import AR_LINES, arabic_page
 from tests.support import (
     FakeVLLMProcess,
     Process,
@@ -136,6 +137,17 @@ def test_ocr_endpoint_reads_a_multi_page_pdf(local_gateway: Process) -> None:
     assert accuracy(paragraph, text.split("\n\n")[1]) >= 0.97
     assert "<td>North</td><td>120</td><td>134</td>" in text
     assert body["usage"]["prompt_tokens"] == 0 and body["usage"]["completion_tokens"] > 100
+
+
+def test_an_arabic_page_is_read_not_an_empty_success(local_gateway: Process) -> None:
+    # The embedded recogniser reads no Arabic (its answer was "" with no error): the worker
+    # hands the page to the installed Tesseract (.ci/run installs tesseract-ocr-ara).
+    files = {"file": ("arabic.png", arabic_page().png(), "image/png")}
+    response = httpx.post(f"{local_gateway.url}/v1/ocr", files=files, timeout=TIMEOUT)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["fallback_pages"] == [] and body["pages"][0]["engine"] == "local"
+    assert accuracy(" ".join(AR_LINES), body["document_text"]) >= 0.9, body["document_text"]
 
 
 def test_health_and_ready_report_the_backend_without_vllm(local_gateway: Process) -> None:

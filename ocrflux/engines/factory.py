@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 
 from ocrflux.engines.base import PageEngine
@@ -24,6 +25,14 @@ def missing_local_engine(settings: Settings) -> str | None:
     if not settings.local_engine_wanted:
         return None
     missing = check_available()
+    if (
+        missing is None
+        and settings.local_recogniser == "tesseract"
+        and not shutil.which("tesseract")
+    ):
+        missing = (
+            "LOCAL_RECOGNISER=tesseract needs the tesseract binary: apt-get install tesseract-ocr"
+        )
     if missing is None:
         return None
     setting = "OCR_BACKEND" if settings.ocr_backend == "local" else "FALLBACK_BACKEND"
@@ -60,6 +69,8 @@ def build_engines(settings: Settings, upstream: Upstream, images: ImagePreparer)
             settings.local_workers,
             settings.local_threads,
             max_rss_bytes=settings.local_worker_max_rss_mb * 1024 * 1024,
+            tesseract=settings.local_tesseract,
+            recogniser=settings.local_recogniser,
         )
     if settings.ocr_backend == "local":
         assert local is not None

@@ -26,6 +26,8 @@ _PARAGRAPH_GAP = 0.6  # vertical gap, in body line heights, that starts a new bl
 _DENSE = 0.5  # share of the row's peak ink that marks its dense band
 _CJK_SCALE = 1.7  # CJK characters' dense band / Latin x-height, for one font size
 _X_PER_CAP = 0.75  # x-height / cap height, for rows with no lowercase letters
+_FOOTER = 0.07  # bottom share of the page where running footers and page numbers sit
+_LINE_ASPECT = 1.5  # a horizontal line of text is at least this many times wider than high
 
 
 def _is_cjk_text(text: str) -> bool:
@@ -107,14 +109,46 @@ class _Block:
         return "\n".join(self.lines)
 
 
-def _kind(row: Row, size: float | None, body: float) -> str:
+def _looks_like_heading(row: Row, page_height: float) -> bool:
+    """Words on one horizontal line, mostly letters, above the footer band: chart ticks,
+    tilted axis labels, rotated margin stamps and page footers measure large too."""
+    text = row_text(row)
+    letters = sum(1 for ch in text if ch.isalpha())
+    if letters < 2 or letters < 0.5 * sum(1 for ch in text if not ch.isspace()):
+        return False
+    if any(i.is_text and i.box.width < _LINE_ASPECT * i.box.height for i in row.items):
+        return False
+    return row.box.y0 < (1 - _FOOTER) * page_height
+
+
+def _kind(row: Row, size: float | None, body: float, page_height: float) -> str:
     if any(i.table is not None for i in row.items):
         return "table"
     if row.items[0].mark is not None:
         return "checkbox"
-    if size is not None and size >= _HEADING * body and len(row_text(row)) <= _HEADING_MAX_CHARS:
+    if (
+        size is not None
+        and size >= _HEADING * body
+        and len(row_text(row)) <= _HEADING_MAX_CHARS
+        and _looks_like_heading(row, page_height)
+    ):
         return "heading"
     return "text"
+
+
+def _tails(rows: Sequence[Row], kinds: list[str], line: float) -> None:
+    """A "heading" right under a line of running text of its region, with no paragraph gap,
+    is that paragraph's last line (a sentence tail whose capitals and digits measure large)."""
+    for k in range(1, len(rows)):
+        row, above = rows[k], rows[k - 1]
+        if (
+            kinds[k] == "heading"
+            and kinds[k - 1] == "text"
+            and above.region == row.region
+            and row.box.y0 - above.box.y1 <= _PARAGRAPH_GAP * line
+            and row.box.overlap_x(above.box) > 0
+        ):
+            kinds[k] = "text"
 
 
 def _wrapped(previous: Row, following: Row, right_edge: float, line: float) -> bool:
@@ -137,7 +171,9 @@ def to_blocks(rows: Sequence[Row], ink: np.ndarray) -> list[str]:
     sizes = [text_size(row, ink) for row in rows]
     body = body_size([(s, len(row_text(r))) for s, r in zip(sizes, rows, strict=True) if s])
     line = line_height(rows)
-    kinds = [_kind(row, size, body) for row, size in zip(rows, sizes, strict=True)]
+    page_height = float(ink.shape[0])
+    kinds = [_kind(row, size, body, page_height) for row, size in zip(rows, sizes, strict=True)]
+    _tails(rows, kinds, line)
     right_edges: dict[int, float] = {}
     for row, kind in zip(rows, kinds, strict=True):
         if kind == "text":

@@ -15,7 +15,12 @@ import logging
 
 from ocrflux.engines.base import MergeAnswer, PageJob, PageResult, TableMergeAnswer
 from ocrflux.engines.local.continuation import continuations, merge_tables
-from ocrflux.engines.local.errors import LocalOCRError, UnreadableImage, WorkerCrashed
+from ocrflux.engines.local.errors import (
+    LocalOCRError,
+    UnreadableImage,
+    UnreadableScript,
+    WorkerCrashed,
+)
 from ocrflux.engines.local.pool import LocalOCRPool
 from ocrflux.engines.local.result import LocalPage
 from ocrflux.errors import APIError
@@ -54,6 +59,8 @@ def failure(exc: LocalOCRError) -> APIError:
     """What a page the engine could not read means to the client."""
     if isinstance(exc, UnreadableImage):
         return APIError(400, f"the page image cannot be read: {exc}", code="invalid_image")
+    if isinstance(exc, UnreadableScript):
+        return APIError(422, str(exc), code="unreadable_script")
     if isinstance(exc, WorkerCrashed):
         return APIError(503, str(exc), code="local_engine_unavailable")
     return APIError(500, str(exc), code="local_engine_error")
@@ -68,8 +75,19 @@ class LocalEngine:
         self.pool = pool
 
     @classmethod
-    def create(cls, workers: int, threads: int, *, max_rss_bytes: int = 0) -> LocalEngine:
-        return cls(LocalOCRPool(workers, threads, max_rss_bytes))
+    def create(
+        cls,
+        workers: int,
+        threads: int,
+        *,
+        max_rss_bytes: int = 0,
+        tesseract: bool = True,
+        recogniser: str = "rapidocr",
+    ) -> LocalEngine:
+        pool = LocalOCRPool(
+            workers, threads, max_rss_bytes, tesseract=tesseract, recogniser=recogniser
+        )
+        return cls(pool)
 
     async def start(self) -> None:
         """Start the worker processes and load their models (before the gateway is ready)."""

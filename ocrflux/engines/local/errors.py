@@ -19,3 +19,7 @@ class UnreadableImage(LocalOCRError):
 
 class WorkerCrashed(LocalOCRError):
     """A worker process died while reading a page (the pool starts new ones)."""
+
+
+class UnreadableScript(LocalOCRError):
+    """The page shows text in a script that no installed recogniser reads."""

@@ -22,6 +22,7 @@ from ocrflux.engines.local.tables import Grid, cell_text, to_html
 # Checkbox glyphs the recogniser sometimes reads: ticked or crossed -> True, empty -> False.
 BOX_GLYPHS = {"☑": True, "☒": True, "✅": True, "☐": False, "□": False}
 _WORD_GAP = 1.0  # a gap between words this many text heights wide splits a line into items
+_MARK_SIDE = 2.0  # a checkbox is at most this many text heights high (larger: a figure, a frame)
 
 CellKey = tuple[int, int, int]  # grid, row, col
 
@@ -94,10 +95,21 @@ def _word_item(words: list[Word]) -> Item:
     return Item(Box.union(w.box for w in words), tuple(words))
 
 
+def glyph_sized(checkboxes: Sequence[Checkbox], lines: Sequence[TextLine]) -> list[Checkbox]:
+    """The checkboxes no taller than text: a framed figure thumbnail or a chart's plot area is
+    as square and hollow as a box, but several lines high."""
+    heights = [w.box.height for line in lines for w in line.words]
+    if not heights:
+        return list(checkboxes)
+    top = _MARK_SIDE * statistics.median(heights)
+    return [c for c in checkboxes if max(c.box.width, c.box.height) <= top]
+
+
 def page_items(
     lines: Sequence[TextLine], checkboxes: Sequence[Checkbox], grids: Sequence[Grid]
 ) -> list[Item]:
     """Everything on the page as layout items: text runs, checkbox marks, tables."""
+    checkboxes = glyph_sized(checkboxes, lines)
     cell_words: dict[CellKey, list[tuple[int, Word]]] = {}
     free_marks = []
     for k, box in enumerate(checkboxes):

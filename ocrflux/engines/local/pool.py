@@ -33,23 +33,34 @@ from ocrflux.work_class import is_background
 from ocrflux.worker_lifetime import exit_with_parent
 
 if TYPE_CHECKING:
-    from ocrflux.engines.local.ocr import Recogniser
+    from ocrflux.engines.local.reader import LineReader
+    from ocrflux.engines.local.tesseract import Tesseract
 
-_recogniser: Recogniser | None = None  # one per worker process
+_recogniser: LineReader | None = None  # one per worker process
+_tesseract: Tesseract | None = None  # the installed Tesseract, when allowed and found
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, tesseract: bool = True, recogniser: str = "rapidocr") -> None:
     exit_with_parent()
-    # Before numpy/OpenCV/ONNX Runtime are imported, so their thread pools see it.
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    # Before numpy/OpenCV/ONNX Runtime are imported, so their thread pools see it; the
+    # Tesseract subprocesses inherit it (OpenMP's OMP_THREAD_LIMIT caps theirs).
+    for name in ("OMP_NUM_THREADS", "OMP_THREAD_LIMIT", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = str(threads)
     import cv2
 
     from ocrflux.engines.local.ocr import Recogniser
+    from ocrflux.engines.local.tesseract import Tesseract, TesseractLines
 
     cv2.setNumThreads(threads)
-    global _recogniser
-    _recogniser = Recogniser(threads)
+    global _recogniser, _tesseract
+    found = Tesseract.find()
+    _tesseract = found if tesseract else None
+    if recogniser == "tesseract":
+        if found is None:
+            raise LocalOCRError("LOCAL_RECOGNISER=tesseract, but no tesseract binary is installed")
+        _recogniser = TesseractLines(found)
+    else:
+        _recogniser = Recogniser(threads)
 
 
 def _read(image: bytes) -> LocalPage:
@@ -58,7 +69,7 @@ def _read(image: bytes) -> LocalPage:
     if _recogniser is None:  # pragma: no cover - the initializer always runs first
         raise LocalOCRError("worker started without a recogniser")
     try:
-        return read_page(image, _recogniser)
+        return read_page(image, _recogniser, _tesseract)
     except LocalOCRError:
         raise
     except Exception as exc:  # OpenCV/ONNX errors may not pickle back; their text does
@@ -97,8 +108,8 @@ class _Worker:
     """One worker process behind a one-process executor: its death fails only its own page,
     and a fresh process takes its place."""
 
-    def __init__(self, threads: int) -> None:
-        self.threads = threads
+    def __init__(self, initargs: tuple[int, bool, str]) -> None:
+        self.initargs = initargs
         self.executor = self._spawn()
 
     def _spawn(self) -> ProcessPoolExecutor:
@@ -107,7 +118,7 @@ class _Worker:
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(self.threads,),
+            initargs=self.initargs,
         )
 
     def submit(self, fn: object, args: tuple[object, ...]) -> Future[tuple[object, int]]:
@@ -136,16 +147,27 @@ class LocalOCRPool:
     is the memory ceiling of a worker: one past it after a page is recycled.
     """
 
-    def __init__(self, workers: int, threads_per_worker: int, max_rss_bytes: int = 0) -> None:
+    def __init__(
+        self,
+        workers: int,
+        threads_per_worker: int,
+        max_rss_bytes: int = 0,
+        *,
+        tesseract: bool = True,
+        recogniser: str = "rapidocr",
+    ) -> None:
         if workers < 1 or threads_per_worker < 1:
             raise ValueError("workers and threads_per_worker must be >= 1")
         self.workers = workers
         self.threads_per_worker = threads_per_worker
         self.max_rss_bytes = max_rss_bytes
+        self.tesseract = tesseract  # pages in other scripts may go to Tesseract, if installed
+        self.recogniser = recogniser  # who reads the lines: rapidocr or tesseract
         self.submitted = 0  # pages handed to a worker process, ever
         self.in_flight = 0  # pages in a worker process now
         self.recycled = 0  # workers replaced for passing the memory ceiling, ever
-        self._all = [_Worker(threads_per_worker) for _ in range(workers)]
+        initargs = (threads_per_worker, tesseract, recogniser)
+        self._all = [_Worker(initargs) for _ in range(workers)]
         self._idle = list(self._all)
         self._turns: Turns | None = None  # made on the loop that uses it
         self._closed = False

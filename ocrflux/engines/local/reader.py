@@ -1,13 +1,15 @@
 """`read_page`: one page image to a `LocalPage`, synchronously (run it off the event loop).
 
 Steps: decode to grayscale, level the page (deskew), find checkboxes and paint them out, read
-the text lines, find ruled tables, compose the Markdown.
+the text lines, find ruled tables, compose the Markdown. A page whose text the recogniser
+mostly misses (another script) goes to Tesseract or is refused (`scripts`).
 """
 
 from __future__ import annotations
 
 import io
 import time
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -15,12 +17,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ocrflux.engines.local.checkboxes import erase, find_checkboxes
 from ocrflux.engines.local.errors import UnreadableImage
+from ocrflux.engines.local.geometry import TextLine
 from ocrflux.engines.local.language import count_characters, primary_language
 from ocrflux.engines.local.markdown import compose
-from ocrflux.engines.local.ocr import Recogniser
 from ocrflux.engines.local.pixels import deskew_angle, ink_mask, rotate
 from ocrflux.engines.local.result import LocalPage
+from ocrflux.engines.local.scripts import is_suspect, read_other_script
 from ocrflux.engines.local.tables import find_grids
+from ocrflux.engines.local.tesseract import Tesseract
 
 # Longer sides are scaled down first: detection runs at <= 2000 px anyway, and the pixel steps
 # cost memory and time in proportion to the area.
@@ -28,6 +32,12 @@ MAX_SIDE = 2400
 _MIN_SKEW = 0.2  # degrees; less is not worth resampling the page for
 
 PageImage = bytes | Image.Image | np.ndarray
+
+
+class LineReader(Protocol):
+    """What reads a page's text lines: rapidocr's `ocr.Recogniser` or `tesseract.TesseractLines`."""
+
+    def read(self, image: np.ndarray) -> list[TextLine]: ...
 
 
 def _open(data: bytes) -> Image.Image:
@@ -71,8 +81,11 @@ def to_gray(image: PageImage) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(pil, dtype=np.uint8))
 
 
-def read_page(image: PageImage, recogniser: Recogniser) -> LocalPage:
-    """Read one page image into Markdown with the given recogniser."""
+def read_page(
+    image: PageImage, recogniser: LineReader, tesseract: Tesseract | None = None
+) -> LocalPage:
+    """Read one page image into Markdown with the given recogniser; `tesseract` (optional)
+    reads the pages in scripts the recogniser cannot read."""
     started = time.perf_counter()
     gray = to_gray(image)
     angle = deskew_angle(gray)
@@ -80,8 +93,18 @@ def read_page(image: PageImage, recogniser: Recogniser) -> LocalPage:
         gray = rotate(gray, angle)
     checkboxes = find_checkboxes(gray)
     lines = recogniser.read(erase(gray, checkboxes))
+    ink = ink_mask(gray)
+    other = read_other_script(gray, lines, tesseract) if is_suspect(lines, ink) else None
+    if other is not None:
+        return LocalPage(
+            markdown=other,
+            characters=count_characters(other),
+            lines=sum(1 for line in other.splitlines() if line.strip()),
+            primary_language=primary_language(other),
+            seconds=time.perf_counter() - started,
+        )
     grids = find_grids(gray)
-    markdown = compose(lines, checkboxes, grids, ink_mask(gray))
+    markdown = compose(lines, checkboxes, grids, ink)
     text = " ".join(line.text for line in lines)
     return LocalPage(
         markdown=markdown,

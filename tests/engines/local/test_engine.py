@@ -14,6 +14,7 @@ from ocrflux.engines.local.errors import LocalOCRError, UnreadableImage, WorkerC
 from ocrflux.engines.local.result import LocalPage
 from ocrflux.intake.images import PreparedImage
 from tests.engines.local.pages import accuracy, english_form, plain_text
+from tests.engines.local.script_pages import arabic_page
 
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
 JOB = PageJob("req-1", max_tokens=5)
@@ -108,3 +109,16 @@ def test_engine_failures_say_whose_fault_they_are() -> None:
     )
     assert failure(WorkerCrashed("died")).status == 503
     assert failure(LocalOCRError("odd")).code == "local_engine_error"
+
+
+@pytest.mark.asyncio
+async def test_a_page_in_a_script_nothing_installed_reads_is_a_fallback_with_its_reason() -> None:
+    engine = LocalEngine.create(workers=1, threads=1, tesseract=False)
+    await engine.start()
+    try:
+        result = await engine.read_page(prepared(arabic_page().png()), JOB)
+    finally:
+        await engine.aclose()
+    assert result.fallback and result.page is None and result.error is not None
+    assert (result.error.status, result.error.code) == (422, "unreadable_script")
+    assert "cannot read" in result.error.message

@@ -86,3 +86,17 @@ def test_join_lines() -> None:
 
 def test_nothing_on_the_page_is_no_blocks() -> None:
     assert to_blocks(reading_order([], 1000), np.zeros((10, 10), np.uint8)) == []
+
+
+def test_two_columns_with_a_narrow_gutter_are_read_column_by_column() -> None:
+    # A handbook page at 1024 px: justified lines 16 px high, the columns 7 px apart (less than
+    # half a line height), with short last lines and subheadings in either column.
+    left = [f"left column line {k} of the running text" for k in range(10)]
+    right = [f"right column line {k} of the running text" for k in range(10)]
+    items = []
+    for k in range(10):
+        y = 60 + 17 * k
+        items.append(item(left[k], 92, y, 413 if k != 4 else 220, height=16))
+        items.append(item(right[k], 420, y, 741 if k != 6 else 600, height=16))
+    order = [t for row in texts(items, width=786) for t in row]
+    assert order == left + right
