@@ -170,6 +170,8 @@ def test_a_one_page_request_beside_a_heavy_document_is_read_before_its_other_pag
         heavy.join(TIMEOUT)
     assert len(heavy_pages) == 6
     during = [t for t in heavy_pages if sent < t < answered]
-    # At most the page that was in the worker when it asked; most of them still to come.
-    assert len(during) <= 1, (len(during), answered - sent)
+    # The page that was in the worker when it asked, and on a loaded machine one more that
+    # the worker took while the image was still being prepared; the rest still to come (a
+    # first-come queue would read all five before it).
+    assert len(during) <= 2, (len(during), answered - sent)
     assert len([t for t in heavy_pages if t > answered]) >= 3
