@@ -70,6 +70,28 @@ def address_allowed(address: IPAddress, allowlist: Sequence[IPNetwork] = ()) -> 
     return all(_is_public(a) for a in candidates)
 
 
+async def resolve_checked(
+    host: str,
+    resolve: Resolver,
+    allowlist: Sequence[IPNetwork],
+    unresolved: Callable[[str], Exception],
+) -> IPAddress:
+    """The address to connect to for `host` (a literal IP, or every answer of `resolve`, each
+    of which must pass `check_address`); `unresolved(message)` is raised when none is found."""
+    try:
+        addresses = [str(ipaddress.ip_address(host))]
+    except ValueError:
+        try:
+            addresses = await resolve(host)
+        except OSError:
+            addresses = []
+        if not addresses:
+            raise unresolved(f"could not resolve host {host}") from None
+    # Every answer must pass: the system would pick among them, so must we.
+    checked = [check_address(a, allowlist) for a in addresses]
+    return checked[0]
+
+
 def check_address(ip: str, allowlist: Sequence[IPNetwork] = ()) -> IPAddress:
     """Parse and check one address; ImageRejected("address 10.0.0.5 is not allowed") if refused."""
     try:
@@ -200,18 +222,7 @@ class RemoteFetcher:
         host = url.host
         if not host:
             raise ImageRejected("image URL has no host")
-        try:
-            addresses = [str(ipaddress.ip_address(host))]
-        except ValueError:
-            try:
-                addresses = await self._resolve(host)
-            except OSError:
-                addresses = []
-            if not addresses:
-                raise ImageRejected(f"could not resolve host {host}") from None
-        # Every answer must pass: the system would pick among them, so must we.
-        checked = [check_address(a, self._allowlist) for a in addresses]
-        return checked[0]
+        return await resolve_checked(host, self._resolve, self._allowlist, ImageRejected)
 
     async def _read_capped(
         self, response: httpx.Response, host: str, limit: int, what: str

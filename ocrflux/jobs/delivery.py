@@ -28,7 +28,7 @@ from typing import Literal
 
 import httpx
 
-from ocrflux.intake.fetch import IPNetwork, Resolver, check_address, system_resolver
+from ocrflux.intake.fetch import IPNetwork, Resolver, resolve_checked, system_resolver
 from ocrflux.intake.image_input import ImageRejected
 from ocrflux.jobs.records import Delivery
 from ocrflux.jobs.store import Outbox
@@ -122,20 +122,10 @@ class WebhookSender:
         url, host = self.url, self.url.host
         if host in self._allowed_names:
             return self._client.build_request("POST", url, content=body, headers=headers)
-        try:
-            addresses = [str(ipaddress.ip_address(host))]
-        except ValueError:
-            try:
-                addresses = await self._resolve(host)
-            except OSError:
-                addresses = []
-            if not addresses:
-                raise Unresolved(f"could not resolve host {host}") from None
-        # Every answer must pass: the system would pick among them, so must we.
-        checked = [check_address(a, self._allowed_networks) for a in addresses]
+        address = await resolve_checked(host, self._resolve, self._allowed_networks, Unresolved)
         return self._client.build_request(
             "POST",
-            url.copy_with(host=str(checked[0])),
+            url.copy_with(host=str(address)),
             content=body,
             headers={**headers, "Host": url.netloc.decode("ascii")},
             extensions={"sni_hostname": host} if url.scheme == "https" else None,
