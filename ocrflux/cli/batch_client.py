@@ -22,6 +22,7 @@ from ocrflux.cli.client import (
     GatewayError,
     describe_error,
     first_problem,
+    gateway_http,
     gateway_root,
     refusal_of,
 )
@@ -137,15 +138,9 @@ class BatchClient:
         retries: int = 2,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.base_url = gateway_root(base_url)
         self.retries = retries
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=10.0),
-            transport=transport,
-        )
+        self._http = gateway_http(self.base_url, api_key, timeout, transport)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -87,6 +87,22 @@ class _Answer(BaseModel):
     fallback_pages: list[NonNegativeInt] = []
 
 
+def gateway_http(
+    base_url: str,
+    api_key: str | None,
+    timeout: float,
+    transport: httpx.AsyncBaseTransport | None,
+) -> httpx.AsyncClient:
+    """The one connection pool a client class keeps to the gateway at `base_url`."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    return httpx.AsyncClient(
+        base_url=base_url,
+        headers=headers,
+        timeout=httpx.Timeout(timeout, connect=10.0),
+        transport=transport,
+    )
+
+
 class OCRClient:
     """Sends documents to one gateway; share one per run (one connection pool)."""
 
@@ -99,16 +115,10 @@ class OCRClient:
         retries: int = 2,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.base_url = gateway_root(base_url)
         self.retries = retries
         # A page can take minutes on a busy server: the read timeout is the document's.
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=10.0),
-            transport=transport,
-        )
+        self._http = gateway_http(self.base_url, api_key, timeout, transport)
 
     async def aclose(self) -> None:
         await self._http.aclose()
